@@ -1,0 +1,5 @@
+"""``python -m model``: the same as ``process.py``."""
+
+from model.cli import main
+
+raise SystemExit(main())

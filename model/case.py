@@ -1,0 +1,80 @@
+"""One case end to end: read and check the three contrasts, normalise, enhance, write back."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from model.enhancer import Enhancer
+from model.intensity import fit_intensity_map
+from model.layouts import CONTRASTS, Case
+from model.sampler import LevelCallback
+from model.volume_io import (
+    GridTolerance,
+    array_to_image,
+    check_same_grid,
+    image_to_array,
+    needs_resampling,
+    read_volume,
+    resample_onto,
+    resample_to_spacing,
+    write_volumes,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedCase:
+    """A case's input images and the normalised (3, X, Y, Z) network input on the 1 mm grid."""
+
+    images: dict[str, sitk.Image]  # as read, on the input grid
+    working: dict[str, sitk.Image]  # on the 1 mm processing grid (the same objects when already 1 mm)
+    network_input: np.ndarray
+    intensity_maps: dict
+
+
+def load_case(case: Case, tol: GridTolerance = GridTolerance()) -> LoadedCase:
+    """Read, check and normalise the three contrasts of ``case``."""
+    images = {c: read_volume(case.inputs[c], f"{case.case_id} {c}") for c in CONTRASTS}
+    check_same_grid(images, tol)
+    resample = needs_resampling(images["T1"], tol)
+    if resample:
+        log.info("%s: spacing %s mm, resampling to 1 mm for processing", case.case_id, images["T1"].GetSpacing())
+    working = {c: resample_to_spacing(image) if resample else image for c, image in images.items()}
+    arrays = {c: image_to_array(image) for c, image in working.items()}
+    maps = {c: fit_intensity_map(arrays[c], f"{case.case_id} {c} ({case.inputs[c]})") for c in CONTRASTS}
+    network_input = np.stack([maps[c].to_network(arrays[c]) for c in CONTRASTS])
+    return LoadedCase(images, working, network_input, maps)
+
+
+def outputs_of(loaded: LoadedCase, enhanced: np.ndarray) -> dict[str, sitk.Image]:
+    """Enhanced float32 images on the input intensity scale and exactly the input grid."""
+    outputs = {}
+    for index, contrast in enumerate(CONTRASTS):
+        values = loaded.intensity_maps[contrast].from_network(enhanced[index])
+        image = array_to_image(values, loaded.working[contrast])
+        if loaded.working[contrast] is not loaded.images[contrast]:
+            image = resample_onto(image, loaded.images[contrast])
+        image.CopyInformation(loaded.images[contrast])
+        outputs[contrast] = image
+    return outputs
+
+
+def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None = None) -> None:
+    """Enhance one case and write its three outputs (all or none)."""
+    started = time.perf_counter()
+    loaded = load_case(case)
+    log.info("%s: loaded and normalised %s in %.1f s", case.case_id, loaded.network_input.shape[1:],
+             time.perf_counter() - started)
+    sampled = time.perf_counter()
+    enhanced = enhancer.enhance(loaded.network_input, on_level=on_level)
+    log.info("%s: %s sampling in %.1f s", case.case_id, enhancer.settings.mode.value, time.perf_counter() - sampled)
+    written = time.perf_counter()
+    write_volumes({case.outputs[c]: image for c, image in outputs_of(loaded, enhanced).items()})
+    log.info("%s: wrote %s in %.1f s", case.case_id, ", ".join(str(case.outputs[c]) for c in CONTRASTS),
+             time.perf_counter() - written)

@@ -1,0 +1,50 @@
+"""Per-contrast intensity mapping to the networks' range [-1, 1] and back (SPEC 2).
+
+Robust to outliers: the percentiles ``low_percentile`` and ``high_percentile`` of the volume map
+to -1 and 1 and values beyond are clipped, so one hot voxel cannot squeeze the brain into a
+sliver of the range. The inverse maps [-1, 1] back onto the input's own intensity scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.errors import InputError
+
+LOW_PERCENTILE = 0.5
+HIGH_PERCENTILE = 99.5
+
+
+@dataclass(frozen=True)
+class IntensityMap:
+    """The affine map ``[low, high] -> [-1, 1]`` of one contrast."""
+
+    low: float
+    high: float
+
+    def to_network(self, volume: np.ndarray) -> np.ndarray:
+        """Map to [-1, 1] (float32), clipping what lies outside ``[low, high]``."""
+        scaled = (volume.astype(np.float32) - self.low) / (self.high - self.low) * 2.0 - 1.0
+        return np.clip(scaled, -1.0, 1.0).astype(np.float32)
+
+    def from_network(self, volume: np.ndarray) -> np.ndarray:
+        """Map the network's [-1, 1] back to the input scale (float32; clipped to [-1, 1] first)."""
+        clipped = np.clip(volume.astype(np.float32), -1.0, 1.0)
+        return ((clipped + 1.0) / 2.0 * (self.high - self.low) + self.low).astype(np.float32)
+
+
+def fit_intensity_map(
+    volume: np.ndarray,
+    name: str = "volume",
+    low_percentile: float = LOW_PERCENTILE,
+    high_percentile: float = HIGH_PERCENTILE,
+) -> IntensityMap:
+    """Fit the robust map of one contrast; refuses volumes with no usable intensity range."""
+    low, high = np.percentile(volume, [low_percentile, high_percentile])
+    if high <= low:  # a mostly constant volume: fall back to the full range
+        low, high = float(volume.min()), float(volume.max())
+    if high <= low:
+        raise InputError(f"{name}: the volume is constant ({low:g} everywhere); expected an MR image")
+    return IntensityMap(float(low), float(high))

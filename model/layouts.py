@@ -1,0 +1,147 @@
+"""Where the inputs of each case are and where its outputs go (SPEC 4).
+
+Three layouts:
+
+* **Grand Challenge**: ``IN/images/<socket-slug>/<uuid>.mha`` (or ``.tif``), one file per socket,
+  optionally described by ``IN/inputs.json``; outputs ``OUT/images/<output-slug>/<uuid>.mha``.
+* **ULF-EnC**: ``IN/<ID>/64mT/<ID>_{T1,T2,FLAIR}.nii.gz`` for every subject found; outputs
+  ``OUT/<ID>/Enhanced/<ID>_{T1,T2,FLAIR}.nii.gz``.
+* **Explicit files**: ``--t1 --t2 --flair`` and ``--output-dir``; outputs keep the input names.
+
+Socket slugs default to the names in :data:`DEFAULT_INPUT_SLUGS` / :data:`DEFAULT_OUTPUT_SLUGS`
+and are overridden, without rebuilding a container, by the environment variables
+``ULF_SOCKET_{T1,T2,FLAIR}`` and ``ULF_OUTPUT_SOCKET_{T1,T2,FLAIR}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CONTRASTS = ("T1", "T2", "FLAIR")
+DEFAULT_INPUT_SLUGS = {
+    "T1": "low-field-t1-brain-mri",
+    "T2": "low-field-t2-brain-mri",
+    "FLAIR": "low-field-flair-brain-mri",
+}
+DEFAULT_OUTPUT_SLUGS = {
+    "T1": "enhanced-t1-brain-mri",
+    "T2": "enhanced-t2-brain-mri",
+    "FLAIR": "enhanced-flair-brain-mri",
+}
+GRAND_CHALLENGE_SUFFIXES = (".mha", ".tif", ".tiff")
+ULF_ENC_LOW_FIELD = "64mT"
+ULF_ENC_OUTPUT = "Enhanced"
+SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One subject: an input and an output path per contrast."""
+
+    case_id: str
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+    layout: str = field(default="files")
+
+
+def socket_slugs() -> tuple[dict[str, str], dict[str, str]]:
+    """Input and output socket slugs per contrast, after environment overrides."""
+    inputs = {c: os.environ.get(f"ULF_SOCKET_{c}", DEFAULT_INPUT_SLUGS[c]) for c in CONTRASTS}
+    outputs = {c: os.environ.get(f"ULF_OUTPUT_SOCKET_{c}", DEFAULT_OUTPUT_SLUGS[c]) for c in CONTRASTS}
+    return inputs, outputs
+
+
+def _inputs_json_paths(input_dir: Path) -> dict[str, Path]:
+    """Slug -> file from ``inputs.json`` (a list of ``{"interface": {"slug", "relative_path"}, ...}``)."""
+    path = input_dir / "inputs.json"
+    if not path.is_file():
+        return {}
+    try:
+        entries = json.loads(path.read_text())
+        return {
+            e["interface"]["slug"]: input_dir / e["interface"]["relative_path"]
+            for e in entries
+            if "relative_path" in e.get("interface", {})
+        }
+    except (json.JSONDecodeError, TypeError, KeyError) as error:
+        raise InputError(f"{path} is malformed ({error}); expected a list of {{'interface': {{'slug', 'relative_path'}}}}") from None
+
+
+def _socket_file(folder: Path, slug: str, contrast: str) -> Path:
+    """The single image file in a socket folder, or a clear error."""
+    if not folder.is_dir():
+        raise InputError(f"{contrast}: socket folder {folder} not found (socket slug '{slug}'; set ULF_SOCKET_{contrast} to change it)")
+    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in GRAND_CHALLENGE_SUFFIXES)
+    if not candidates:
+        raise InputError(f"{contrast}: no .mha or .tif file in {folder}")
+    if len(candidates) > 1:
+        raise InputError(f"{contrast}: {len(candidates)} candidate files in {folder} ({', '.join(p.name for p in candidates)}); expected exactly one")
+    return candidates[0]
+
+
+def grand_challenge_case(input_dir: Path, output_dir: Path) -> Case:
+    """The one case of a Grand Challenge job."""
+    in_slugs, out_slugs = socket_slugs()
+    described = _inputs_json_paths(input_dir)
+    inputs, outputs = {}, {}
+    for contrast in CONTRASTS:
+        slug = in_slugs[contrast]
+        if slug in described:
+            inputs[contrast] = described[slug]
+        else:
+            inputs[contrast] = _socket_file(input_dir / "images" / slug, slug, contrast)
+        outputs[contrast] = output_dir / "images" / out_slugs[contrast] / (inputs[contrast].name.split(".")[0] + ".mha")
+    return Case(case_id=inputs["T1"].name.split(".")[0], inputs=inputs, outputs=outputs, layout="grand-challenge")
+
+
+def ulf_enc_cases(input_dir: Path, output_dir: Path) -> list[Case]:
+    """Every subject folder ``IN/<ID>/64mT/`` holding the three contrasts (others are logged and skipped)."""
+    cases = []
+    for folder in sorted(p for p in input_dir.iterdir() if p.is_dir()):
+        subject = folder.name
+        if not (folder / ULF_ENC_LOW_FIELD).is_dir():
+            log.info("skipping %s: no %s folder (not a subject)", folder, ULF_ENC_LOW_FIELD)
+            continue
+        if not SUBJECT_ID.match(subject):
+            log.warning("skipping %s: '%s' is not a valid subject ID", folder, subject)
+            continue
+        inputs = {c: folder / ULF_ENC_LOW_FIELD / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
+        outputs = {c: output_dir / subject / ULF_ENC_OUTPUT / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
+        cases.append(Case(case_id=subject, inputs=inputs, outputs=outputs, layout="ulf-enc"))
+    return cases
+
+
+def explicit_case(t1: Path, t2: Path, flair: Path, output_dir: Path) -> Case:
+    """One case from explicit files; the outputs keep the input file names."""
+    inputs = {"T1": Path(t1), "T2": Path(t2), "FLAIR": Path(flair)}
+    names = [p.name for p in inputs.values()]
+    if len(set(names)) != 3:
+        raise InputError(f"the three inputs share a file name ({', '.join(names)}); outputs keep the input names, so they must differ")
+    outputs = {c: Path(output_dir) / p.name for c, p in inputs.items()}
+    return Case(case_id=inputs["T1"].name.split(".")[0], inputs=inputs, outputs=outputs, layout="files")
+
+
+def discover_cases(input_dir: Path, output_dir: Path) -> list[Case]:
+    """Pick the layout from what ``input_dir`` holds and list its cases."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not input_dir.is_dir():
+        raise InputError(f"input folder {input_dir} not found")
+    if (input_dir / "images").is_dir() or (input_dir / "inputs.json").is_file():
+        return [grand_challenge_case(input_dir, output_dir)]
+    cases = ulf_enc_cases(input_dir, output_dir)
+    if not cases:
+        in_slugs, _ = socket_slugs()
+        raise InputError(
+            f"no cases in {input_dir}: expected either the Grand Challenge layout "
+            f"(images/{in_slugs['T1']}/*.mha, ...) or the ULF-EnC layout (<ID>/64mT/<ID>_T1.nii.gz, ...)"
+        )
+    return cases

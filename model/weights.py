@@ -1,0 +1,170 @@
+"""Frozen network weights and their manifest (``weights/manifest.json``).
+
+The manifest lists, per network (``diffusion``, ``bridge``): the file, its sha256, the
+architecture and configuration, whether it is trained, and its provenance. Each ``.pt`` file holds
+``{"architecture", "config", "state_dict"}``. Loading checks the file exists, its checksum, that the
+file's configuration equals the manifest's, and that the weights fit the architecture; each
+failure says plainly what is wrong. :func:`save_networks` writes the same format (used by the
+training stage's export and by the tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.errors import WeightsError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+NETWORK_NAMES = ("diffusion", "bridge")
+
+
+def _architectures() -> dict[str, tuple[type, type]]:
+    """Architecture name -> (config class, module class)."""
+    from model.bridge import Bridge, BridgeConfig
+    from model.unet import MPUNet3D, UNetConfig
+
+    return {"MPUNet3D": (UNetConfig, MPUNet3D), "SwinUNETRBridge": (BridgeConfig, Bridge)}
+
+
+def architecture_name(network: nn.Module) -> str:
+    """The manifest name of a network's architecture."""
+    for name, (_, module_class) in _architectures().items():
+        if isinstance(network, module_class):
+            return name
+    raise TypeError(f"no manifest architecture for {type(network).__name__}")
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class NetworkEntry:
+    """One network's line in the manifest."""
+
+    name: str
+    file: str
+    sha256: str
+    architecture: str
+    config: dict[str, Any]
+    trained: bool
+    provenance: dict[str, Any]
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """Parse ``directory/manifest.json`` with a clear error when it is missing or malformed."""
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise WeightsError(f"no weights manifest at {path}; pass --weights DIR with a {MANIFEST_NAME}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise WeightsError(f"{path} is not valid JSON: {error}") from None
+    if manifest.get("format_version") != FORMAT_VERSION or not isinstance(manifest.get("networks"), dict):
+        raise WeightsError(f"{path}: expected format_version {FORMAT_VERSION} and a 'networks' table")
+    return manifest
+
+
+def network_entry(manifest: dict[str, Any], name: str, directory: Path) -> NetworkEntry:
+    """The manifest entry of network ``name``."""
+    entry = manifest["networks"].get(name)
+    if entry is None:
+        raise WeightsError(f"{Path(directory) / MANIFEST_NAME} has no '{name}' network")
+    try:
+        return NetworkEntry(name=name, **entry)
+    except TypeError as error:
+        raise WeightsError(f"{Path(directory) / MANIFEST_NAME}: malformed '{name}' entry ({error})") from None
+
+
+def load_network(directory: Path, name: str, device: torch.device | str = "cpu") -> nn.Module:
+    """Load, verify and return network ``name`` in eval mode with gradients off."""
+    directory = Path(directory)
+    entry = network_entry(read_manifest(directory), name, directory)
+    path = directory / entry.file
+    if not path.is_file():
+        raise WeightsError(f"{name} weights file missing: {path} (listed in {directory / MANIFEST_NAME})")
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise WeightsError(
+            f"{name} weights {path} fail their checksum: sha256 {actual}, manifest says {entry.sha256} "
+            "(truncated, corrupt or replaced file)"
+        )
+    architectures = _architectures()
+    if entry.architecture not in architectures:
+        raise WeightsError(f"{name}: unknown architecture '{entry.architecture}' (known: {', '.join(architectures)})")
+    config_class, module_class = architectures[entry.architecture]
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
+        raise WeightsError(f"{name}: cannot load {path}: {error}") from None
+    if checkpoint.get("architecture") != entry.architecture or checkpoint.get("config") != entry.config:
+        raise WeightsError(
+            f"{name}: the configuration stored in {path} does not match {directory / MANIFEST_NAME} "
+            f"(file: {checkpoint.get('architecture')} {checkpoint.get('config')}; "
+            f"manifest: {entry.architecture} {entry.config})"
+        )
+    try:
+        network = module_class(config_class.from_dict(entry.config))
+        network.load_state_dict(checkpoint["state_dict"], strict=True)
+    except (ValueError, TypeError, RuntimeError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise WeightsError(f"{name}: the weights in {path} do not fit its configuration: {first_line}") from None
+    return network.to(device).eval().requires_grad_(False)
+
+
+def save_networks(
+    directory: Path,
+    networks: dict[str, nn.Module],
+    *,
+    trained: bool,
+    provenance: dict[str, Any],
+) -> Path:
+    """Write each network to ``directory/<name>.pt`` and a manifest listing them; returns the manifest path.
+
+    Files are written atomically. ``trained`` must be False for randomly initialised networks:
+    the command line warns loudly when it loads such weights.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for name, network in networks.items():
+        architecture = architecture_name(network)
+        config = network.config.to_dict()
+        path = directory / f"{name}.pt"
+        partial = path.with_name(f".{path.name}.partial")
+        state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+        torch.save({"architecture": architecture, "config": config, "state_dict": state}, partial)
+        os.replace(partial, path)
+        entries[name] = {
+            "file": path.name,
+            "sha256": sha256_of(path),
+            "architecture": architecture,
+            "config": config,
+            "trained": trained,
+            "provenance": provenance,
+        }
+    manifest_path = directory / MANIFEST_NAME
+    partial = manifest_path.with_name(f".{MANIFEST_NAME}.partial")
+    partial.write_text(json.dumps({"format_version": FORMAT_VERSION, "networks": entries}, indent=2) + "\n")
+    os.replace(partial, manifest_path)
+    return manifest_path
+
+
+def untrained_networks(directory: Path, names: tuple[str, ...] = NETWORK_NAMES) -> list[str]:
+    """Names among ``names`` whose manifest entry says they are not trained."""
+    manifest = read_manifest(directory)
+    return [name for name in names if not manifest["networks"].get(name, {}).get("trained", False)]

@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Container entry point: thin glue over the ``model`` library (see ``python process.py --help``)."""
+
+from model.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""AddNoise / RemoveNoise (eqs. 10, 11)."""
+
+import math
+
+import pytest
+import torch
+
+from model.operators import RemoveNoiseVariant, add_noise, posterior_mean, remove_noise
+from model.schedule import cosine_schedule
+
+SCHEDULE = cosine_schedule()
+
+
+@pytest.mark.parametrize("t", [1, 250, 400, 999])
+def test_add_then_remove_with_the_true_noise_returns_x0(t):
+    g = torch.Generator().manual_seed(t)
+    x0 = torch.rand(1, 3, 8, 8, 4, generator=g) * 2 - 1
+    noise = torch.randn(x0.shape, generator=g)
+    x_t = add_noise(x0, noise, t, SCHEDULE)
+    # float32 rounding of x_t is amplified by sqrt((1 - alpha_bar) / alpha_bar) when dividing it out
+    alpha_bar = float(SCHEDULE.alpha_bars[t])
+    tolerance = 1e-6 * (1 + 4 * math.sqrt((1 - alpha_bar) / alpha_bar))
+    assert torch.allclose(remove_noise(x_t, noise, t, SCHEDULE), x0, atol=tolerance, rtol=0)
+
+
+def test_add_noise_variance_preserving():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(200_000, generator=g)
+    x_t = add_noise(torch.zeros_like(noise), noise, 400, SCHEDULE)
+    assert math.isclose(float(x_t.var()), 1 - float(SCHEDULE.alpha_bars[400]), rel_tol=0.02)
+
+
+def test_posterior_mean_is_eq_11():
+    t = 400
+    x_t, eps = torch.tensor([0.7]), torch.tensor([-0.3])
+    alpha_bar = float(torch.prod(SCHEDULE.alphas[1 : t + 1]))
+    beta = float(SCHEDULE.betas[t])
+    expected = (0.7 - beta / math.sqrt(1 - alpha_bar) * -0.3) / math.sqrt(1 - beta)
+    assert math.isclose(float(posterior_mean(x_t, eps, t, SCHEDULE)), expected, rel_tol=1e-6)
+    assert torch.equal(remove_noise(x_t, eps, t, SCHEDULE, RemoveNoiseVariant.POSTERIOR_MEAN), posterior_mean(x_t, eps, t, SCHEDULE))
+
+
+def test_levels_outside_the_schedule_are_refused():
+    with pytest.raises(ValueError, match="outside 1..1000"):
+        add_noise(torch.zeros(1), torch.zeros(1), 0, SCHEDULE)
