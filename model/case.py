@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from model.enhancer import Enhancer
 from model.intensity import fit_intensity_map
 from model.layouts import CONTRASTS, Case
+from model.memory import check_memory
 from model.sampler import LevelCallback
 from model.volume_io import (
     GridTolerance,
@@ -69,6 +70,8 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
     """Enhance one case and write its three outputs (all or none)."""
     started = time.perf_counter()
     loaded = load_case(case)
+    check_memory(loaded.network_input.shape[1:], len(CONTRASTS), enhancer.settings.window,
+                 enhancer.windows_per_batch, enhancer.device, case.case_id)
     log.info("%s: loaded and normalised %s in %.1f s", case.case_id, loaded.network_input.shape[1:],
              time.perf_counter() - started)
     sampled = time.perf_counter()

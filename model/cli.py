@@ -99,15 +99,22 @@ def weights_dir(args: argparse.Namespace) -> Path:
 
 
 def check_writable(folders: set[Path]) -> None:
-    """Create each output folder and probe it with a file, before any computing starts."""
+    """Probe each output folder (or its nearest existing parent) with a file, before any computing.
+
+    Nothing is created here, so a case that fails later leaves no empty output folders behind.
+    """
     for folder in sorted(folders):
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise OutputError(f"output folder {folder} is not writable: {existing} is not a folder")
+        probe = existing / f".write-probe-{os.getpid()}"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".write-probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as error:
-            raise OutputError(f"output folder {folder} is not writable: {error.strerror}") from None
+            raise OutputError(f"output folder {folder} is not writable: {error.strerror} ({existing})") from None
 
 
 def raise_on_termination(signum, _frame):

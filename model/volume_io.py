@@ -6,7 +6,10 @@ axis order and back (SPEC 2): :func:`image_to_array` and :func:`array_to_image`.
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,43 @@ def compound_suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
+def _nifti_expected_bytes(header: bytes) -> int | None:
+    """Header offset plus voxel data size of a NIfTI-1 or NIfTI-2 file; ``None`` if not NIfTI."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:  # NIfTI-1
+            dims = struct.unpack(order + "8h", header[40:56])
+            bitpix = struct.unpack(order + "h", header[72:74])[0]
+            offset = int(struct.unpack(order + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:  # NIfTI-2
+            dims = struct.unpack(order + "8q", header[16:80])
+            bitpix = struct.unpack(order + "h", header[12:14])[0]
+            offset = struct.unpack(order + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    voxels = 1
+    for extent in dims[1 : 1 + max(0, min(int(dims[0]), 7))]:
+        voxels *= max(int(extent), 1)
+    return max(offset, 348) + voxels * bitpix // 8
+
+
+def check_nifti_complete(path: Path, name: str) -> None:
+    """Refuse a truncated NIfTI: SimpleITK reads one silently, filling the missing voxels with zeros."""
+    opener = gzip.open if compound_suffix(path) == ".nii.gz" else open
+    size, header = 0, b""
+    try:
+        with opener(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                header = header or chunk[:540]
+                size += len(chunk)
+    except (EOFError, OSError, zlib.error) as error:
+        raise InputError(f"{name}: cannot read {path}: the compressed data is truncated or corrupt ({error})") from None
+    expected = _nifti_expected_bytes(header)
+    if expected is not None and size < expected:
+        raise InputError(f"{name}: {path} is truncated: {size} bytes of NIfTI data, the header implies {expected}")
+
+
 def read_volume(path: Path, name: str) -> sitk.Image:
     """Read one contrast and check it is a finite 3D scalar volume; ``name`` labels messages."""
     path = Path(path)
@@ -45,6 +85,8 @@ def read_volume(path: Path, name: str) -> sitk.Image:
         raise InputError(
             f"{name}: {path} has the extension '{compound_suffix(path)}'; expected one of {', '.join(READABLE_SUFFIXES)}"
         )
+    if compound_suffix(path) in (".nii", ".nii.gz"):
+        check_nifti_complete(path, name)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:

@@ -104,3 +104,14 @@ def test_nan_and_unreadable_files_are_refused(tmp_path):
     with pytest.raises(InputError, match="extension '.txt'"):
         (tmp_path / "a.txt").write_text("x")
         read_volume(tmp_path / "a.txt", "T2")
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_truncated_nifti_is_refused_not_zero_filled(tmp_path, suffix):
+    path = tmp_path / f"v{suffix}"
+    write_volume(make_image(np.random.default_rng(0).random((20, 20, 10)).astype(np.float32) + 1), path)
+    read_volume(path, "T1")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.9)])
+    with pytest.raises(InputError, match="truncated"):
+        read_volume(path, "T1")
