@@ -10,7 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from model.enhancer import Enhancer
-from model.intensity import fit_intensity_map
+from model.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
 from model.layouts import CONTRASTS, Case
 from model.memory import check_memory
 from model.sampler import LevelCallback
@@ -36,7 +36,7 @@ class LoadedCase:
     images: dict[str, sitk.Image]  # as read, on the input grid
     working: dict[str, sitk.Image]  # on the 1 mm processing grid (the same objects when already 1 mm)
     network_input: np.ndarray
-    intensity_maps: dict
+    intensity_maps: list[IntensityMap]  # per contrast, in CONTRASTS order
 
 
 def load_case(case: Case, tol: GridTolerance = GridTolerance()) -> LoadedCase:
@@ -47,17 +47,16 @@ def load_case(case: Case, tol: GridTolerance = GridTolerance()) -> LoadedCase:
     if resample:
         log.info("%s: spacing %s mm, resampling to 1 mm for processing", case.case_id, images["T1"].GetSpacing())
     working = {c: resample_to_spacing(image) if resample else image for c, image in images.items()}
-    arrays = {c: image_to_array(image) for c, image in working.items()}
-    maps = {c: fit_intensity_map(arrays[c], f"{case.case_id} {c} ({case.inputs[c]})") for c in CONTRASTS}
-    network_input = np.stack([maps[c].to_network(arrays[c]) for c in CONTRASTS])
+    network_input, maps = normalise_contrasts(
+        [image_to_array(working[c]) for c in CONTRASTS], [f"{case.case_id} {c} ({case.inputs[c]})" for c in CONTRASTS]
+    )
     return LoadedCase(images, working, network_input, maps)
 
 
 def outputs_of(loaded: LoadedCase, enhanced: np.ndarray) -> dict[str, sitk.Image]:
     """Enhanced float32 images on the input intensity scale and exactly the input grid."""
     outputs = {}
-    for index, contrast in enumerate(CONTRASTS):
-        values = loaded.intensity_maps[contrast].from_network(enhanced[index])
+    for contrast, values in zip(CONTRASTS, denormalise_contrasts(enhanced, loaded.intensity_maps)):
         image = array_to_image(values, loaded.working[contrast])
         if loaded.working[contrast] is not loaded.images[contrast]:
             image = resample_onto(image, loaded.images[contrast])

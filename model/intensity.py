@@ -7,6 +7,7 @@ sliver of the range. The inverse maps [-1, 1] back onto the input's own intensit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,3 +49,14 @@ def fit_intensity_map(
     if high <= low:
         raise InputError(f"{name}: the volume is constant ({low:g} everywhere); expected an MR image")
     return IntensityMap(float(low), float(high))
+
+
+def normalise_contrasts(arrays: Sequence[np.ndarray], names: Sequence[str]) -> tuple[np.ndarray, list[IntensityMap]]:
+    """Fit one map per contrast and stack the mapped volumes as channels: (C, X, Y, Z) in [-1, 1]."""
+    maps = [fit_intensity_map(array, name) for array, name in zip(arrays, names)]
+    return np.stack([m.to_network(array) for m, array in zip(maps, arrays)]), maps
+
+
+def denormalise_contrasts(volume: np.ndarray, maps: Sequence[IntensityMap]) -> np.ndarray:
+    """Inverse of :func:`normalise_contrasts`: each channel back to its contrast's intensity scale."""
+    return np.stack([m.from_network(channel) for m, channel in zip(maps, volume)])
