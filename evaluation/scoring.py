@@ -1,0 +1,130 @@
+"""Scoring a prediction root against a reference root (ULF-EnC layout) with the challenge's metric."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from evaluation.layout import CONTRASTS, ENHANCED, HIGH_FIELD, mask_path, reference_subjects, volume_path
+from evaluation.metrics import FAILURE_VALUES, METRIC_KEYS, challenge_metrics, final_score
+
+
+class EvaluationInputError(Exception):
+    """The reference or prediction root cannot be evaluated (missing folder, subject or mask)."""
+
+
+def read_volume(path: Path) -> np.ndarray:
+    """The voxel array of an image file (SimpleITK's (z, y, x) view; the metric does not care about axis order)."""
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _failure(subject: str, contrast: str, status: str, detail: str) -> dict:
+    """A row for a prediction that could not be scored: worst value of every metric."""
+    return {"subject": subject, "contrast": contrast, "status": status, **FAILURE_VALUES, "error": detail}
+
+
+def _score_contrast(reference: np.ndarray, mask: np.ndarray, prediction_file: Path, subject: str,
+                    contrast: str) -> dict:
+    """One row: the metrics of one predicted volume, or a failure naming what went wrong."""
+    if not prediction_file.is_file():
+        return _failure(subject, contrast, "missing", f"no prediction at {prediction_file}")
+    try:
+        prediction = read_volume(prediction_file)
+    except RuntimeError as error:
+        return _failure(subject, contrast, "unreadable", f"{prediction_file}: {str(error).strip().splitlines()[-1]}")
+    if prediction.shape != reference.shape:
+        return _failure(subject, contrast, "wrong shape",
+                        f"{prediction_file}: shape {prediction.shape[::-1]} (x, y, z), "
+                        f"reference {reference.shape[::-1]}")
+    if not np.all(np.isfinite(prediction)):
+        return _failure(subject, contrast, "non-finite", f"{prediction_file}: contains NaN or infinite values")
+    return {"subject": subject, "contrast": contrast, "status": "ok", **challenge_metrics(prediction, reference, mask),
+            "error": ""}
+
+
+def score_subject(reference_root: Path, prediction_root: Path, subject: str, folder: str = ENHANCED) -> list[dict]:
+    """Rows for the three contrasts of one subject (predictions read from ``<ID>/<folder>/``)."""
+    mask_file = mask_path(reference_root, subject)
+    if not mask_file.is_file():
+        raise EvaluationInputError(f"reference subject {subject} has no brain mask at {mask_file}")
+    mask = read_volume(mask_file) > 0.5
+    if not mask.any():
+        raise EvaluationInputError(f"the brain mask {mask_file} is empty")
+    rows = []
+    for contrast in CONTRASTS:
+        reference_file = volume_path(reference_root, subject, HIGH_FIELD, contrast)
+        if not reference_file.is_file():
+            raise EvaluationInputError(f"reference subject {subject} has no {contrast} at {reference_file}")
+        reference = read_volume(reference_file)
+        if reference.shape != mask.shape:
+            raise EvaluationInputError(f"{reference_file} and its mask {mask_file} differ in shape")
+        rows.append(_score_contrast(reference, mask, volume_path(prediction_root, subject, folder, contrast),
+                                    subject, contrast))
+    return rows
+
+
+def _mean_metrics(rows: list[dict]) -> dict[str, float]:
+    """Mean of each metric over ``rows``; the score is the final score of the means (SPEC 5 steps 6-7)."""
+    means = {key: float(np.mean([row[key] for row in rows])) for key in METRIC_KEYS}
+    means["score"] = final_score(means["ssim"], means["psnr"], means["mae"], means["nmse"])
+    return means
+
+
+def summarise(rows: list[dict]) -> dict:
+    """The challenge's means over all subjects x contrasts (failures count with the worst values), per contrast too."""
+    failures = [f"{row['subject']} {row['contrast']}: {row['status']} ({row['error']})"
+                for row in rows if row["status"] != "ok"]
+    summary = {**_mean_metrics(rows), "cases": len(rows), "failed": len(failures), "failures": failures,
+               "subjects": sorted({row["subject"] for row in rows})}
+    summary["per_contrast"] = {c: _mean_metrics([r for r in rows if r["contrast"] == c])
+                               for c in CONTRASTS if any(r["contrast"] == c for r in rows)}
+    summary["definitions"] = {
+        "ssim, psnr, mae, nmse, score": "challenge final metric (SPEC 5): brain-masked, min-max normalised; "
+                                        "psnr is the per-voxel PSNR map averaged over the mask",
+        "ssim_unmasked, psnr_standard": "earlier ranking: whole-volume SSIM and standard PSNR, min-max normalised",
+        "failures": "missing or unreadable predictions count with ssim 0, psnr 0, mae 1, nmse 1",
+    }
+    return summary
+
+
+def score_roots(reference_root: Path, prediction_root: Path, *, subjects: list[str] | None = None,
+                folder: str = ENHANCED, workers: int = 1, progress: bool = False) -> tuple[list[dict], dict]:
+    """Score every reference subject's prediction; returns (rows per subject and contrast, summary).
+
+    ``folder`` is where each subject's predictions are (``Enhanced``; ``64mT`` scores the identity
+    baseline when the prediction root is the reference root itself).
+    """
+    reference_root, prediction_root = Path(reference_root), Path(prediction_root)
+    if not reference_root.is_dir():
+        raise EvaluationInputError(f"reference root {reference_root} is not a folder")
+    if not prediction_root.is_dir():
+        raise EvaluationInputError(f"prediction root {prediction_root} is not a folder")
+    found = reference_subjects(reference_root)
+    if subjects:
+        unknown = sorted(set(subjects) - set(found))
+        if unknown:
+            raise EvaluationInputError(f"subjects {unknown} are not in the reference root {reference_root}")
+        found = [s for s in found if s in subjects]
+    if not found:
+        raise EvaluationInputError(f"no subjects (folders with a {HIGH_FIELD}/ folder) in {reference_root}")
+    jobs = [(reference_root, prediction_root, subject, folder) for subject in found]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(score_subject, *zip(*jobs))
+            per_subject = list(_progress(results, len(jobs), progress))
+    else:
+        per_subject = [score_subject(*job) for job in _progress(jobs, len(jobs), progress)]
+    rows = [row for subject_rows in per_subject for row in subject_rows]
+    return rows, summarise(rows)
+
+
+def _progress(items, total: int, enabled: bool):
+    """``items`` wrapped in a tqdm progress bar (on stderr) when enabled."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc="scoring", unit="subject")
