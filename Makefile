@@ -22,8 +22,8 @@ test: $(VENV)/.installed  ## set up and run the unit tests (CPU, a few minutes)
 container-test:  ## build the images and test the inference container end to end (needs Docker; minutes)
 	PYTHON=$(PYTHON) bash test/container/run_container_test.sh
 
-demo:  ## demo (placeholder, the lead fills it in)
-	@echo "demo: not written yet"
+demo: $(VENV)/.installed  ## set up, simulate the demo subject, enhance it through process.py (--preset cpu), score, picture
+	$(PYTHON) -m demo
 
 base-image:  ## local CPU base image from Debian packages (no registry needed); prints its tag
 	docker/make-cpu-base.sh
