@@ -1,0 +1,179 @@
+"""Whole training runs on tiny data: resume, two-process DDP, export into a weights folder, the simulated source."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.weights import load_network, read_manifest, sha256_of
+from test_training_helpers import single_thread, tiny_config, write_tiny_dataset  # noqa: F401 (fixture)
+from training import checkpoint
+from training.cli import main
+from training.config import DataConfig
+from training.data import open_subjects, prepare_subjects
+from training.loop import build_network, train
+
+REPO = Path(__file__).resolve().parent.parent
+# Per network: the --set overrides of its tiny run (two steps, a checkpoint after each).
+RUNS = {
+    "diffusion": ["data.patch=[32,32,16]", "diffusion.network.channel_mult=[1,2,2]", "diffusion.validation_timesteps=[400]",
+                  "train.steps=2", "train.checkpoint_every=1", "train.validate_every=0"],
+    "bridge": ["train.steps=2", "train.checkpoint_every=1", "train.validate_every=0"],
+}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("ulf-enc"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def runs(data_root, cache, tmp_path_factory) -> dict[str, Path]:
+    """One finished two-step run of each network (in one process)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    folders = {}
+    for kind, overrides in RUNS.items():
+        folders[kind] = tmp_path_factory.mktemp(kind)
+        train(kind, tiny_config(data_root, cache, *overrides), folders[kind])
+    torch.set_num_threads(threads)
+    return folders
+
+
+def _state(run_dir: Path, step: int) -> dict:
+    return checkpoint.load(run_dir / checkpoint.CHECKPOINTS / f"step-{step:08d}.pt")
+
+
+def _tensors(tree, prefix=""):
+    """Every tensor in a nested checkpoint structure, by path."""
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else []
+    out = {}
+    for key, value in items:
+        out.update(_tensors(value, f"{prefix}/{key}"))
+    return out
+
+
+def test_a_run_writes_its_config_data_split_metrics_and_checkpoints(runs):
+    run = runs["bridge"]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["network"] == "bridge" and saved["config"]["train"]["steps"] == 2
+    split = json.loads((run / "data.json").read_text())["split"]
+    assert split == {"train": ["TINY000", "TINY001"], "validation": ["TINY002"]}
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "train/loss" in line] == [1, 2]
+    final = _state(run, 2)["metrics"]
+    assert {"val/latent_mse", "val/latent_mse_no_bridge", "val/x0_ssim", "train/identity"} <= set(final)
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-00000002.pt"
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "bridge"])
+def test_resume_continues_bit_identically(kind, runs, data_root, cache, tmp_path):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(runs[kind], resumed)
+    (resumed / "checkpoints" / "step-00000002.pt").unlink()
+    (resumed / "checkpoints" / "latest").write_text("step-00000001.pt\n")
+    config = tiny_config(data_root, cache, *RUNS[kind])
+    with pytest.raises(ValueError, match="--resume"):
+        train(kind, config, resumed)
+    train(kind, config, resumed, resume=True)
+    straight, again = _state(runs[kind], 2), _state(resumed, 2)
+    for part in ("network", "ema", "optimizer"):
+        a, b = _tensors(straight[part]), _tensors(again[part])
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{part} differs after resuming"
+    assert {k: v for k, v in straight["metrics"].items() if "sec_per_step" not in k} == \
+           {k: v for k, v in again["metrics"].items() if "sec_per_step" not in k}
+
+    def logged(run):
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in line.items() if k not in ("time", "train/sec_per_step")} for line in lines]
+
+    assert logged(resumed) == logged(runs[kind])  # the lines of the interrupted step were replaced, not repeated
+
+
+def test_resume_refuses_a_changed_optimisation(runs, data_root, cache, tmp_path):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(runs["diffusion"], resumed)
+    with pytest.raises(ValueError, match="train.lr"):
+        train("diffusion", tiny_config(data_root, cache, *RUNS["diffusion"], "train.lr=0.1"), resumed, resume=True)
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "bridge"])
+def test_two_gloo_processes_train_like_one_process_with_the_whole_batch(kind, runs, data_root, cache, tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(tiny_config(data_root, cache, *RUNS[kind]).to_dict()))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc-per-node=2",
+         "-m", "training", kind, "--config", str(config), "--run-dir", str(tmp_path / "ddp")],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout + result.stderr
+    one, two = _state(runs[kind], 2), _state(tmp_path / "ddp", 2)
+    for name in ("train/loss", "train/grad_norm"):
+        assert two["metrics"][name] == pytest.approx(one["metrics"][name], rel=1e-5)
+    # Float summation order differs (gloo's all-reduce vs one batched backward); Adam turns that noise in
+    # near-zero gradients into update differences of about 1e-6, against updates of up to lr = 3e-4.
+    initial = build_network(kind, tiny_config(data_root, cache, *RUNS[kind])).state_dict()
+    assert max((one["network"][k] - initial[k]).abs().max().item() for k in initial) > 2e-4
+    for part in ("network", "ema"):
+        for name, tensor in one[part].items():
+            difference = (two[part][name] - tensor).abs().max().item()
+            assert difference < 1e-5, f"{part} {name} differs by {difference:g}"
+
+
+def test_export_round_trips_through_model(runs, tmp_path, capsys):
+    out = tmp_path / "weights"
+    assert main(["export", "--diffusion-run", str(runs["diffusion"]), "--bridge-run", str(runs["bridge"]),
+                 "--out", str(out)]) == 0
+    manifest = read_manifest(out)
+    for name in ("diffusion", "bridge"):
+        entry = manifest["networks"][name]
+        assert entry["trained"] is True and entry["sha256"] == sha256_of(out / entry["file"])
+        provenance = entry["provenance"][name]
+        assert provenance["step"] == 2 and provenance["finished"] and provenance["weights"] == "ema"
+        assert provenance["data"]["split"]["validation"] == ["TINY002"]
+        assert provenance["training_config"]["train"]["lr"] == 3e-4
+        assert any(k.startswith("val/") for k in provenance["validation_metrics"])
+        loaded = load_network(out, name)
+        ema = _state(runs[name], 2)["ema"]
+        assert all(torch.equal(loaded.state_dict()[k], ema[k]) for k in ema)
+        assert not loaded.training
+
+
+def test_cli_reports_configuration_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nstpes = 3\n")
+    assert main(["diffusion", "--config", str(bad), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "train.stpes" in capsys.readouterr().err
+    assert main(["bridge", "--run-dir", str(tmp_path / "run")]) == 2
+
+
+def test_the_simulated_source_is_prepared_once_with_the_inference_normalisation(tmp_path):
+    config = DataConfig(kind="simulated", subjects=1, seed=1, shape_scale=0.15, lesions="never")
+    prepare_subjects(config, ["SIM0001"], tmp_path)
+    stamp = (tmp_path / "SIM0001" / "high.npy").stat().st_mtime_ns
+    prepare_subjects(config, ["SIM0001"], tmp_path)  # cached: not simulated again
+    assert (tmp_path / "SIM0001" / "high.npy").stat().st_mtime_ns == stamp
+    subject = open_subjects(tmp_path, ["SIM0001"], need_low=True)[0]
+    assert subject.high.shape == subject.low.shape and subject.high.shape[0] == 3
+    for volume in (subject.high, subject.low):
+        assert volume.min() == -1.0 and volume.max() == 1.0
+    assert 0 < subject.head.size < np.prod(subject.high.shape[1:])
+    info = json.loads((tmp_path / "SIM0001" / "info.json").read_text())
+    assert info["key"]["simulated"]["shape_scale"] == 0.15

@@ -1,0 +1,221 @@
+"""Training subjects: where they come from, their one-time preparation, and the subject split.
+
+Two sources, one result. ``ulf-enc`` reads the challenge's own layout
+(``ROOT/<ID>/3T/<ID>_{T1,T2,FLAIR}.nii.gz``, ``ROOT/<ID>/64mT/...``) through
+:func:`model.case.load_case`, i.e. exactly as inference reads a case (grid checks, resampling to
+1 mm, the per-contrast [-1, 1] map of :mod:`model.intensity`). ``simulated`` runs
+:func:`simulation.generate_subject` (IDs and seeds as ``python -m simulation --seed S``) and applies
+the same intensity map. Either way each subject is prepared once into a cache folder as
+``high.npy``, ``low.npy`` (when there is a low field), ``head.npy`` (flat indices of head voxels)
+and ``info.json``; training then memory-maps them, so subjects are read lazily, page by page, and
+shared by every process on the machine. A cache entry is rebuilt when its sources change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.config import DataConfig
+
+FORMAT = 1
+CONTRASTS = ("T1", "T2", "FLAIR")
+SIMULATED_PREFIX = "SIM"
+LESIONS = {"auto": None, "always": True, "never": False}
+
+
+def list_subjects(config: DataConfig) -> list[str]:
+    """Subject IDs of the configured source, sorted."""
+    if config.kind == "simulated":
+        from simulation.cli import subject_id
+
+        return [subject_id(SIMULATED_PREFIX, n) for n in range(1, config.subjects + 1)]
+    from evaluation.layout import reference_subjects
+
+    root = Path(config.root)
+    if not root.is_dir():
+        raise ValueError(f"data.root {root} is not a folder")
+    subjects = reference_subjects(root)
+    if not subjects:
+        raise ValueError(f"no subjects under {root}: expected ROOT/<ID>/3T/<ID>_{{T1,T2,FLAIR}}.nii.gz")
+    return subjects
+
+
+def split_subjects(subjects: list[str], config: DataConfig, seed: int) -> dict[str, list[str]]:
+    """Subject-level train/validation split: the explicit IDs, or a seeded random share (at least one)."""
+    if config.validation_subjects:
+        missing = sorted(set(config.validation_subjects) - set(subjects))
+        if missing:
+            raise ValueError(f"data.validation_subjects not in the data set: {', '.join(missing)}")
+        validation = sorted(config.validation_subjects)
+    else:
+        count = round(config.validation_fraction * len(subjects))
+        if config.validation_fraction > 0 and len(subjects) >= 2:
+            count = max(count, 1)
+        order = np.random.default_rng([seed, 0x5B1]).permutation(len(subjects))
+        validation = sorted(subjects[i] for i in order[:count])
+    train = [s for s in subjects if s not in validation]
+    if not train:
+        raise ValueError("no training subjects left after the validation split")
+    return {"train": train, "validation": validation}
+
+
+def _source_key(config: DataConfig, subject: str) -> dict[str, Any]:
+    """What the prepared arrays of ``subject`` depend on; a change triggers a rebuild."""
+    from model.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
+
+    key: dict[str, Any] = {"format": FORMAT, "percentiles": [LOW_PERCENTILE, HIGH_PERCENTILE],
+                           "head_threshold": config.head_threshold}
+    if config.kind == "simulated":
+        from simulation.cli import subject_seed
+
+        number = int(subject[len(SIMULATED_PREFIX):])
+        key["simulated"] = {"seed": subject_seed(config.seed, number), "data_set_seed": config.seed, "number": number,
+                            "shape_scale": config.shape_scale, "lesions": config.lesions}
+    else:
+        files = {}
+        for path in _ulf_enc_files(Path(config.root), subject).values():
+            if path.is_file():
+                stat = path.stat()
+                files[str(path.resolve())] = [stat.st_size, stat.st_mtime_ns]
+        key["files"] = files
+    return key
+
+
+def _ulf_enc_files(root: Path, subject: str) -> dict[str, Path]:
+    from evaluation.layout import HIGH_FIELD, LOW_FIELD, volume_path
+
+    return {f"{field}/{c}": volume_path(root, subject, field, c) for field in (HIGH_FIELD, LOW_FIELD) for c in CONTRASTS}
+
+
+def _load_ulf_enc(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Normalised (3, X, Y, Z) high and (when present) low field of one subject, as inference reads them."""
+    from evaluation.layout import HIGH_FIELD, LOW_FIELD
+    from model.case import load_case
+    from model.layouts import Case
+    from model.volume_io import grid_differences
+
+    files = _ulf_enc_files(root, subject)
+    loaded = {}
+    for field in (HIGH_FIELD, LOW_FIELD):
+        inputs = {c: files[f"{field}/{c}"] for c in CONTRASTS}
+        if field == LOW_FIELD and not any(p.exists() for p in inputs.values()):
+            continue
+        loaded[field] = load_case(Case(case_id=f"{subject} {field}", inputs=inputs, outputs={}))
+    if LOW_FIELD not in loaded:
+        return loaded[HIGH_FIELD].network_input, None
+    differences = grid_differences(loaded[HIGH_FIELD].working["T1"], loaded[LOW_FIELD].working["T1"])
+    if differences:
+        raise ValueError(f"{subject}: the {HIGH_FIELD} and {LOW_FIELD} grids differ ({'; '.join(differences)}); "
+                         "training needs co-registered pairs")
+    return loaded[HIGH_FIELD].network_input, loaded[LOW_FIELD].network_input
+
+
+def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.ndarray]:
+    """A simulated pair, normalised per contrast with the map inference uses."""
+    from model.intensity import normalise_contrasts
+    from simulation import generate_subject
+
+    spec = _source_key(config, subject)["simulated"]
+    simulated = generate_subject(spec["seed"], lesions=LESIONS[config.lesions], shape_scale=config.shape_scale)
+    high, _ = normalise_contrasts(list(simulated.high), [f"{subject} 3T {c}" for c in CONTRASTS])
+    low, _ = normalise_contrasts(list(simulated.low), [f"{subject} 64mT {c}" for c in CONTRASTS])
+    return high, low
+
+
+def head_indices(high: np.ndarray, threshold: float) -> np.ndarray:
+    """Flat indices of head voxels: any contrast above ``threshold`` of the [-1, 1] range (all voxels if none)."""
+    head = (high > -1.0 + 2.0 * threshold).any(axis=0)
+    indices = np.flatnonzero(head)
+    return indices if indices.size else np.arange(head.size)
+
+
+def prepare_subject(config: DataConfig, subject: str, cache: Path) -> Path:
+    """Make sure ``cache/<subject>`` holds this subject's current arrays; returns the folder."""
+    folder = Path(cache) / subject
+    key = _source_key(config, subject)
+    info_path = folder / "info.json"
+    if info_path.is_file() and json.loads(info_path.read_text()).get("key") == key:
+        return folder
+    if config.kind == "simulated":
+        high, low = _load_simulated(config, subject)
+    else:
+        high, low = _load_ulf_enc(Path(config.root), subject)
+    partial = folder.with_name(f".{subject}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    np.save(partial / "high.npy", high.astype(np.float32))
+    if low is not None:
+        np.save(partial / "low.npy", low.astype(np.float32))
+    np.save(partial / "head.npy", head_indices(high, config.head_threshold))
+    info = {"key": key, "subject": subject, "shape": list(high.shape[1:]), "low_field": low is not None}
+    (partial / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+    return folder
+
+
+def prepare_subjects(config: DataConfig, subjects: list[str], cache: Path, rank: int = 0, world_size: int = 1) -> None:
+    """Prepare this process's share of ``subjects`` (every ``world_size``-th); the caller then waits for all."""
+    for subject in subjects[rank::world_size]:
+        prepare_subject(config, subject, cache)
+
+
+@dataclass
+class PreparedSubject:
+    """One prepared subject, memory-mapped on first use (so it pickles cheaply into loader workers)."""
+
+    folder: Path
+    _arrays: dict[str, np.ndarray] | None = None
+
+    def _open(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in ("high", "head")}
+            if (self.folder / "low.npy").is_file():
+                arrays["low"] = np.load(self.folder / "low.npy", mmap_mode="r")
+            self._arrays = arrays
+        return self._arrays
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"folder": self.folder, "_arrays": None}
+
+    @property
+    def high(self) -> np.ndarray:
+        return self._open()["high"]
+
+    @property
+    def low(self) -> np.ndarray | None:
+        return self._open().get("low")
+
+    @property
+    def head(self) -> np.ndarray:
+        return self._open()["head"]
+
+
+def open_subjects(cache: Path, subjects: list[str], need_low: bool) -> list[PreparedSubject]:
+    """The prepared subjects, checking that each has a low field when ``need_low``."""
+    opened = []
+    for subject in subjects:
+        info = json.loads((Path(cache) / subject / "info.json").read_text())
+        if need_low and not info["low_field"]:
+            raise ValueError(f"{subject}: no 64mT volumes; the bridge trains on low/high-field pairs")
+        opened.append(PreparedSubject(Path(cache) / subject))
+    return opened
+
+
+def provenance(config: DataConfig, split: dict[str, list[str]]) -> dict[str, Any]:
+    """What the manifest records about the training data."""
+    out: dict[str, Any] = {"kind": config.kind, "split": split, "patch": list(config.patch),
+                           "head_fraction": config.head_fraction, "head_threshold": config.head_threshold}
+    if config.kind == "simulated":
+        out["simulated"] = {"subjects": config.subjects, "data_set_seed": config.seed,
+                            "shape_scale": config.shape_scale, "lesions": config.lesions}
+    else:
+        out["root"] = str(Path(config.root).resolve())
+    return out

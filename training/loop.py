@@ -1,0 +1,178 @@
+"""The training loop shared by both networks: set-up, resume, steps, EMA, logging, validation, checkpoints.
+
+Run by every torchrun process (or by a single process). Each process takes its share of the
+global batch; DistributedDataParallel averages the gradients, so the processes together take the
+same step as one process with the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from model.bridge import Bridge
+from model.unet import MPUNet3D
+from training import checkpoint, data, patches
+from training.config import RunConfig
+from training.monitor import Monitor
+from training.objectives import build_objective, train_step
+from training.runtime import Runtime, start, stop
+from training.validation import Validator
+
+log = logging.getLogger(__name__)
+
+# Keys that may change when a run is resumed: bookkeeping, not the optimisation.
+RESUMABLE_CHANGES = {"train.steps", "train.log_every", "train.validate_every", "train.checkpoint_every",
+                     "train.keep_checkpoints", "train.progress", "train.validation_patches", "data.workers"}
+
+
+def build_network(kind: str, config: RunConfig) -> nn.Module:
+    """A freshly initialised network of ``kind`` (the same on every process for the same seed)."""
+    torch.manual_seed(config.seed)
+    network_config = config.network_config(kind)
+    return MPUNet3D(network_config) if kind == "diffusion" else Bridge(network_config)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "network":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resumable(saved: dict[str, Any], config: RunConfig) -> None:
+    """Refuse to resume with a configuration that changes more than :data:`RESUMABLE_CHANGES`."""
+    old, new = _flatten(saved), _flatten(config.to_dict())
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise ValueError(f"cannot resume: the configuration differs from the run's saved config.json in {', '.join(changed)} "
+                         f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
+
+
+def _prepare_run_dir(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: Runtime) -> Path | None:
+    """Check the run folder against the request; write ``config.json``; return the checkpoint to resume from."""
+    latest = checkpoint.latest_path(run_dir) if run_dir.is_dir() else None
+    if latest is not None and not resume:
+        raise ValueError(f"{run_dir} already holds checkpoints; pass --resume to continue it, or use a new --run-dir")
+    config_path = run_dir / checkpoint.CONFIG
+    if config_path.is_file():
+        saved = json.loads(config_path.read_text())
+        if saved.get("network") != kind:
+            raise ValueError(f"{run_dir} is a {saved.get('network')} run, not a {kind} run")
+        if latest is not None:
+            check_resumable(saved["config"], config)
+    runtime.barrier()  # everyone has read the old config before the first process replaces it
+    if runtime.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_json(config_path, {"network": kind, "config": config.to_dict()})
+    return latest
+
+
+def _subjects(kind: str, config: RunConfig, run_dir: Path, runtime: Runtime) -> dict[str, list[data.PreparedSubject]]:
+    """Prepare (once, shared over processes) and open the training and validation subjects."""
+    cache = Path(config.data.cache) if config.data.cache else run_dir / "data-cache"
+    split = data.split_subjects(data.list_subjects(config.data), config.data, config.seed)
+    everyone = split["train"] + split["validation"]
+    if runtime.main:
+        log.info("preparing %d subjects in %s", len(everyone), cache)
+    data.prepare_subjects(config.data, everyone, cache, runtime.rank, runtime.world_size)
+    runtime.barrier()
+    if runtime.main:
+        checkpoint.write_json(run_dir / checkpoint.DATA, data.provenance(config.data, split))
+    need_low = kind == "bridge"
+    return {part: data.open_subjects(cache, ids, need_low) for part, ids in split.items()}
+
+
+def train(kind: str, config: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
+    """Train network ``kind`` (diffusion or bridge) in ``run_dir``; returns the last logged metrics."""
+    runtime = start(config.train.device, config.train.precision)
+    try:
+        return _train(kind, config, Path(run_dir), resume, runtime)
+    finally:
+        stop(runtime)
+
+
+def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: Runtime) -> dict[str, float]:
+    section, train_cfg = config.section(kind), config.train
+    latest = _prepare_run_dir(kind, config, run_dir, resume, runtime)
+    subjects = _subjects(kind, config, run_dir, runtime)
+
+    network = build_network(kind, config).to(runtime.device)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate(kind), betas=train_cfg.betas,
+                                  weight_decay=train_cfg.weight_decay)
+    ema = checkpoint.EMA(network, train_cfg.ema_decay)
+    step, metrics = 0, {}
+    if latest is not None:
+        state = checkpoint.load(latest)
+        network.load_state_dict(state["network"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, metrics = state["step"], dict(state["metrics"])
+    objective = build_objective(kind, network, section, runtime.autocast).to(runtime.device)
+    module = objective
+    if runtime.distributed:  # no buffer changes while training (no batch norm), so none to broadcast
+        module = DistributedDataParallel(objective, device_ids=[runtime.local_rank] if runtime.device.type == "cuda" else None,
+                                         broadcast_buffers=False)
+
+    t_range = (1, section.timesteps) if kind == "diffusion" else (section.t_min, section.t_max)
+    dataset = patches.PatchDataset(subjects["train"], config.data.patch, config.data.head_fraction, t_range,
+                                   kind == "bridge", config.seed)
+    loader = patches.make_loader(dataset, step, train_cfg.steps, train_cfg.batch_size, runtime.rank,
+                                 runtime.world_size, config.data.workers, runtime.device.type == "cuda")
+    validator = Validator(kind, config, subjects["validation"], runtime.device, runtime.autocast, objective.alpha_bars)
+    if runtime.main and not validator.available:
+        log.warning("no validation subjects: validation metrics are skipped")
+    monitor = Monitor(run_dir, runtime.main, step, train_cfg.steps, train_cfg.progress)
+    parameters = list(network.parameters())
+    identity_step = kind == "bridge" and section.identity_weight > 0
+    if runtime.main:
+        monitor.message(f"{kind}: step {step} of {train_cfg.steps}, {runtime.world_size} process(es) on "
+                        f"{runtime.device}, {'bf16 autocast' if runtime.bfloat16 else 'float32'}, "
+                        f"{len(subjects['train'])} training / {len(subjects['validation'])} validation subjects")
+    interval_start, interval_steps = time.perf_counter(), 0
+    try:
+        for batch in loader:
+            network.train()
+            torch.manual_seed(patches.seed_from(config.seed, 0, step, runtime.rank))  # dropout, if any
+            batch = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.items()}
+            values = train_step(module, batch, optimizer, parameters, train_cfg.grad_clip, identity_step)
+            step += 1
+            interval_steps += 1
+            ema.update(network, step)
+            last = step == train_cfg.steps
+            if step % train_cfg.log_every == 0 or last:
+                averaged = runtime.mean_over_processes(values)
+                elapsed = time.perf_counter() - interval_start
+                logged = {f"train/{k}": v for k, v in averaged.items()}
+                logged.update({"train/lr": optimizer.param_groups[0]["lr"], "train/sec_per_step": elapsed / interval_steps})
+                monitor.scalars(step, logged)
+                metrics.update(logged)
+                monitor.advance(step, averaged["loss"])
+                interval_start, interval_steps = time.perf_counter(), 0
+            else:
+                monitor.advance(step)
+            if (train_cfg.validate_every and step % train_cfg.validate_every == 0) or last:
+                if runtime.main and validator.available:
+                    found, rows = validator.run(ema.module)
+                    monitor.scalars(step, found)
+                    monitor.image(step, f"validation/{kind}", rows)
+                    metrics.update(found)
+                    monitor.message(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in found.items()))
+                runtime.barrier()
+            if step % train_cfg.checkpoint_every == 0 or last:
+                if runtime.main:
+                    checkpoint.save(run_dir, step, network, ema, optimizer, metrics, train_cfg.keep_checkpoints)
+                runtime.barrier()
+    finally:
+        monitor.close()
+    return metrics

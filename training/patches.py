@@ -1,0 +1,125 @@
+"""Training samples: a patch, a timestep and a noise draw per (step, slot) of the global batch.
+
+Every sample is a pure function of the run seed, the step and its slot in the global batch:
+subject (a fresh permutation of the training subjects per step), patch position (centred on a
+random head voxel with probability ``head_fraction``, else anywhere), timestep and noise. So a
+resumed run sees exactly the batches it would have seen, and N torchrun processes, each taking
+its share of the slots, see together exactly the batch that one process would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from training.data import PreparedSubject
+
+BACKGROUND = -1.0  # the [-1, 1] map sends air to -1: patches reaching outside the volume are padded with it
+STREAM_SUBJECT, STREAM_PATCH, STREAM_NOISE = 1, 2, 3
+VALIDATION_STEP = 1 << 40  # the "step" of validation samples: never a training step
+
+
+def rng(seed: int, *keys: int) -> np.random.Generator:
+    """The numpy generator of one stream of one sample."""
+    return np.random.default_rng([seed, *keys])
+
+
+def seed_from(seed: int, *keys: int) -> int:
+    """A 64-bit seed derived from ``(seed, *keys)``."""
+    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 32 | int(state[1])
+
+
+def torch_generator(seed: int, *keys: int) -> torch.Generator:
+    """A CPU torch generator seeded from ``(seed, *keys)``."""
+    return torch.Generator().manual_seed(seed_from(seed, *keys))
+
+
+def patch_start(shape: Sequence[int], patch: Sequence[int], centre: Sequence[int]) -> tuple[int, ...]:
+    """The corner of the patch centred (as far as the volume allows) on ``centre``."""
+    return tuple(int(min(max(c - p // 2, 0), max(s - p, 0))) for s, p, c in zip(shape, patch, centre))
+
+
+def cut(volume: np.ndarray, start: Sequence[int], patch: Sequence[int]) -> np.ndarray:
+    """``volume[:, start : start + patch]`` as float32, padded with :data:`BACKGROUND` where the volume is smaller."""
+    region = np.array(volume[(slice(None),) + tuple(slice(a, a + p) for a, p in zip(start, patch))], dtype=np.float32)
+    missing = [p - r for p, r in zip(patch, region.shape[1:])]
+    if any(missing):
+        region = np.pad(region, [(0, 0)] + [(m // 2, m - m // 2) for m in missing], constant_values=BACKGROUND)
+    return region
+
+
+def make_sample(subject: PreparedSubject, patch: Sequence[int], head_fraction: float, t_range: tuple[int, int],
+                with_low: bool, seed: int, *keys: int) -> dict[str, torch.Tensor]:
+    """One sample: ``high`` (and ``low``) patches (3, *patch), ``t`` (int64) and ``noise`` (3, *patch)."""
+    position = rng(seed, STREAM_PATCH, *keys)
+    shape = subject.high.shape[1:]
+    if position.random() < head_fraction:
+        head = subject.head
+        centre = np.unravel_index(int(head[position.integers(len(head))]), shape)
+    else:
+        centre = [position.integers(s) for s in shape]
+    start = patch_start(shape, patch, centre)
+    generator = torch_generator(seed, STREAM_NOISE, *keys)
+    t = torch.randint(t_range[0], t_range[1] + 1, (), generator=generator)
+    sample = {"high": torch.from_numpy(cut(subject.high, start, patch)), "t": t,
+              "noise": torch.randn((subject.high.shape[0], *patch), generator=generator)}
+    if with_low:
+        sample["low"] = torch.from_numpy(cut(subject.low, start, patch))
+    return sample
+
+
+class PatchDataset(Dataset):
+    """Map-style dataset indexed by ``(step, slot)`` of the global batch."""
+
+    def __init__(self, subjects: list[PreparedSubject], patch: Sequence[int], head_fraction: float,
+                 t_range: tuple[int, int], with_low: bool, seed: int):
+        if not subjects:
+            raise ValueError("no training subjects")
+        self.subjects, self.patch, self.head_fraction = subjects, tuple(patch), head_fraction
+        self.t_range, self.with_low, self.seed = t_range, with_low, seed
+
+    def subject_index(self, step: int, slot: int) -> int:
+        """A fresh permutation of the subjects per step: a batch repeats a subject only when it has more slots."""
+        order = rng(self.seed, STREAM_SUBJECT, step).permutation(len(self.subjects))
+        return int(order[slot % len(self.subjects)])
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        step, slot = key
+        subject = self.subjects[self.subject_index(step, slot)]
+        return make_sample(subject, self.patch, self.head_fraction, self.t_range, self.with_low, self.seed, step, slot)
+
+
+class StepBatches(Sampler):
+    """This process's slots of the global batch, step after step from ``start`` to ``stop``."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, rank: int, world_size: int):
+        if batch_size % world_size:
+            raise ValueError(f"train.batch_size {batch_size} does not split evenly over {world_size} processes")
+        self.start, self.stop, self.rank = start, stop, rank
+        self.local = batch_size // world_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.stop):
+            yield [(step, self.rank * self.local + j) for j in range(self.local)]
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+
+def make_loader(dataset: PatchDataset, start: int, stop: int, batch_size: int, rank: int, world_size: int,
+                workers: int, pin_memory: bool) -> DataLoader:
+    """Batches of this process's slots for steps ``start..stop-1``, prefetched by ``workers`` processes."""
+    return DataLoader(dataset, batch_sampler=StepBatches(start, stop, batch_size, rank, world_size),
+                      num_workers=workers, pin_memory=pin_memory, persistent_workers=False)
+
+
+def validation_batch(subjects: list[PreparedSubject], count: int, patch: Sequence[int], t: int, with_low: bool,
+                     seed: int) -> dict[str, torch.Tensor]:
+    """A fixed batch of ``count`` head-centred patches spread over ``subjects``, all at timestep ``t``."""
+    samples = [make_sample(subjects[j % len(subjects)], patch, 1.0, (t, t), with_low, seed, VALIDATION_STEP, j)
+               for j in range(count)]
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}

@@ -1,0 +1,88 @@
+"""Processes, devices and precision: one process per GPU under ``torchrun``, or a single process.
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; with more than one process the
+process group uses NCCL on CUDA and gloo on CPU (the tests run two CPU processes on gloo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+from typing import ContextManager
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=2)  # rank 0 may prepare many subjects while the others wait
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process runs and how it computes."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    bfloat16: bool  # bf16 autocast (CUDA only)
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this is the process that logs, validates and writes checkpoints."""
+        return self.rank == 0
+
+    def autocast(self) -> ContextManager:
+        """bf16 autocast on CUDA when asked for; float32 otherwise."""
+        if self.bfloat16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def mean_over_processes(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Each scalar averaged over the processes (every process must call this)."""
+        if not values:
+            return {}
+        names = sorted(values)
+        stacked = torch.stack([values[n].detach().float().to(self.device) for n in names])
+        if self.distributed:
+            dist.all_reduce(stacked)
+            stacked /= self.world_size
+        return dict(zip(names, stacked.tolist()))
+
+
+def start(device: str = "auto", precision: str = "bfloat16") -> Runtime:
+    """Join the torchrun process group (when there is one) and pick this process's device."""
+    rank = int(os.environ.get("RANK", 0))
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("train.device = 'cuda' but no CUDA device is available")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
+    if precision == "bfloat16" and not use_cuda:
+        log.info("train.precision = bfloat16 applies on CUDA only; computing in float32 on the CPU")
+    return Runtime(rank, world_size, local_rank, chosen, bfloat16=precision == "bfloat16" and use_cuda)
+
+
+def stop(runtime: Runtime) -> None:
+    """Leave the process group."""
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
