@@ -19,7 +19,7 @@ venv: $(VENV)/.installed  ## create .venv with the pinned inference and test dep
 test: $(VENV)/.installed  ## set up and run the unit tests (CPU, a few minutes)
 	$(PYTHON) -m pytest -q test
 
-container-test:  ## build the images and test the inference container end to end (needs Docker; minutes)
+container-test: $(VENV)/.installed  ## build the images and test the inference container end to end (needs Docker; minutes)
 	PYTHON=$(PYTHON) bash test/container/run_container_test.sh
 
 demo: $(VENV)/.installed  ## set up, simulate the demo subject, enhance it through process.py (--preset cpu), score, picture

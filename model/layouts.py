@@ -61,7 +61,7 @@ def socket_slugs() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _inputs_json_paths(input_dir: Path) -> dict[str, Path]:
-    """Slug -> file from ``inputs.json`` (a list of ``{"interface": {"slug", "relative_path"}, ...}``)."""
+    """Slug -> folder (or file) from ``inputs.json`` (a list of ``{"interface": {"slug", "relative_path"}, ...}``)."""
     path = input_dir / "inputs.json"
     if not path.is_file():
         return {}
@@ -95,10 +95,9 @@ def grand_challenge_case(input_dir: Path, output_dir: Path) -> Case:
     inputs, outputs = {}, {}
     for contrast in CONTRASTS:
         slug = in_slugs[contrast]
-        if slug in described:
-            inputs[contrast] = described[slug]
-        else:
-            inputs[contrast] = _socket_file(input_dir / "images" / slug, slug, contrast)
+        location = described.get(slug, input_dir / "images" / slug)
+        # Grand Challenge's relative_path of an image socket is its folder (images/<slug>); accept a file too.
+        inputs[contrast] = location if location.is_file() else _socket_file(location, slug, contrast)
         outputs[contrast] = output_dir / "images" / out_slugs[contrast] / (inputs[contrast].name.split(".")[0] + ".mha")
     return Case(case_id=inputs["T1"].name.split(".")[0], inputs=inputs, outputs=outputs, layout="grand-challenge")
 

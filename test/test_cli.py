@@ -53,7 +53,9 @@ def test_grand_challenge_inputs_json_and_slug_overrides(tmp_path, tiny_weights, 
     paths = {c: tmp_path / "input" / "images" / slugs[c] / f"{c}.mha" for c in CONTRASTS}
     write_case(paths)
     (tmp_path / "input" / "inputs.json").write_text(json.dumps([
-        {"interface": {"slug": slugs[c], "relative_path": f"images/{slugs[c]}/{c}.mha"}, "value": None} for c in CONTRASTS
+        # Grand Challenge gives the socket's folder; an explicit file is accepted too
+        {"interface": {"slug": slugs[c], "relative_path": f"images/{slugs[c]}" + ("/T1.mha" if c == "T1" else "")},
+         "value": None} for c in CONTRASTS
     ]))
     for c in CONTRASTS:
         monkeypatch.setenv(f"ULF_SOCKET_{c}", slugs[c])
