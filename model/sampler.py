@@ -18,6 +18,7 @@ from model.schedule import NoiseSchedule
 Denoiser = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, t) -> eps_theta(x_t, t), whole volume
 BridgeResidual = Callable[[torch.Tensor], torch.Tensor]  # x -> phi(x), whole volume
 LevelCallback = Callable[[int, int], None]  # (levels done, levels in all)
+StopRefining = Callable[[torch.Tensor, torch.Tensor, int], bool]  # (previous x0, new x0, level) -> stop J loop
 
 
 class Mode(str, Enum):
@@ -76,11 +77,13 @@ def refine_with_diffusion(
     refinements: int = 3,
     variant: RemoveNoiseVariant = RemoveNoiseVariant.X0,
     on_level: LevelCallback | None = None,
+    stop_refining: StopRefining | None = None,
 ) -> torch.Tensor:
     """Algorithm 1, lines 5-9: at each level, re-noise the estimate J times with one noise draw.
 
     ``levels`` are visited in the given order (the paper: K, K-1, ..., 1); a strided subset is
-    the same algorithm with fewer levels.
+    the same algorithm with fewer levels. ``stop_refining`` (not in the paper; None: always J)
+    may end a level's refinements early once the estimate has settled.
     """
     if refinements < 1:
         raise ValueError(f"the refinement count J must be at least 1, got {refinements}")
@@ -88,7 +91,9 @@ def refine_with_diffusion(
         noise = gaussian_like(x0, generator)
         for _ in range(refinements):
             x_level = add_noise(x0, noise, level, schedule)
-            x0 = remove_noise(x_level, denoiser(x_level, level), level, schedule, variant)
+            previous, x0 = x0, remove_noise(x_level, denoiser(x_level, level), level, schedule, variant)
+            if stop_refining is not None and stop_refining(previous, x0, level):
+                break
         if on_level is not None:
             on_level(done, len(levels))
     return x0
@@ -107,6 +112,7 @@ def sample(
     levels: Sequence[int] | None = None,
     variant: RemoveNoiseVariant = RemoveNoiseVariant.X0,
     on_level: LevelCallback | None = None,
+    stop_refining: StopRefining | None = None,
 ) -> torch.Tensor:
     """Algorithm 1 in one of the four ablation modes; returns the pseudo high-field ``x0``.
 
@@ -132,5 +138,6 @@ def sample(
     if not mode.uses_diffusion:
         return x0
     return refine_with_diffusion(
-        x0, denoiser, schedule, generator, levels=levels, refinements=refinements, variant=variant, on_level=on_level
+        x0, denoiser, schedule, generator, levels=levels, refinements=refinements, variant=variant, on_level=on_level,
+        stop_refining=stop_refining,
     )

@@ -9,6 +9,7 @@ from model.operators import RemoveNoiseVariant
 from model.sampler import Mode
 
 PRECISIONS = ("float32", "bfloat16")
+COMPILE_CHOICES = ("off", "auto", "on")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,18 @@ class SamplerSettings:
     precision: str = "float32"  # "bfloat16": autocast on CUDA, float32 accumulation
     remove_noise: RemoveNoiseVariant = RemoveNoiseVariant.X0
     seed: int = 0
+    # Speed levers (docs/speed.md). Early levels: the first ``early_levels_fraction`` of the
+    # timesteps K..1 (levels t > (1 - fraction) K) are evaluated at ``early_overlap`` on a window
+    # grid shifted at random per evaluation, so low-overlap seams do not line up.
+    early_overlap: float | None = None  # None: the same overlap as the other levels
+    early_levels_fraction: float = 0.0
+    # Stop the J refinements of a level once x0 changes by less than this, relatively (0: never).
+    refine_tolerance: float = 0.0
+    channels_last: bool = False  # windows in channels-last-3D layout (measured: see docs/speed.md)
+    # torch.compile the U-Net (inductor, weights frozen): "auto" = on the CPU, for runs long enough to
+    # repay the compilation (docs/speed.md); "on" = always, CUDA included; "off" = never.
+    compile: str = "auto"
+    cuda_graphs: bool = False  # with compile on CUDA: mode "reduce-overhead" (not measured yet)
 
     def __post_init__(self):
         checks = [
@@ -35,6 +48,11 @@ class SamplerSettings:
             (len(self.window) == 3 and all(w >= 1 for w in self.window), f"--window needs 3 positive sizes, got {self.window}"),
             (self.windows_per_batch >= 1, f"--windows-per-batch must be at least 1, got {self.windows_per_batch}"),
             (self.precision in PRECISIONS, f"--precision must be one of {PRECISIONS}, got {self.precision}"),
+            (self.early_overlap is None or 0 <= self.early_overlap < 1,
+             f"early_overlap must be in [0, 1), got {self.early_overlap}"),
+            (0 <= self.early_levels_fraction <= 1, f"early_levels_fraction must be in [0, 1], got {self.early_levels_fraction}"),
+            (self.refine_tolerance >= 0, f"refine_tolerance must be at least 0, got {self.refine_tolerance}"),
+            (self.compile in COMPILE_CHOICES, f"compile must be one of {COMPILE_CHOICES}, got {self.compile}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -47,6 +65,23 @@ class SamplerSettings:
     def levels(self) -> tuple[int, ...]:
         """The diffusion levels visited: K, K - stride, ..., down to >= 1."""
         return tuple(range(self.bridge_timestep, 0, -self.level_stride))
+
+    @property
+    def early_levels_above(self) -> int:
+        """Levels t above this use the early (low-overlap, shifted) window grid."""
+        return round(self.bridge_timestep * (1.0 - self.early_levels_fraction))
+
+    @property
+    def uses_early_grid(self) -> bool:
+        """Whether some levels run on the early window grid."""
+        return (self.early_overlap is not None and self.early_overlap != self.overlap
+                and any(level > self.early_levels_above for level in self.levels))
+
+    def overlap_at(self, level: int) -> float:
+        """The window overlap used at diffusion level ``level``."""
+        if self.uses_early_grid and level > self.early_levels_above:
+            return float(self.early_overlap)
+        return self.overlap
 
     def updated(self, **changes: Any) -> "SamplerSettings":
         """A copy with the given fields changed (``None`` values are ignored)."""
@@ -64,8 +99,14 @@ class SamplerSettings:
 PRESETS: dict[str, SamplerSettings] = {
     # Faithful to the paper: K = 400, J = 3, every level, overlap 0.7 (1200 whole-volume passes).
     "paper": SamplerSettings(),
+    # PROVISIONAL (being measured, docs/speed.md): strided levels and a shifted low-overlap grid early on.
+    "fast": SamplerSettings(level_stride=8, refinements=2, early_overlap=0.5, early_levels_fraction=0.75),
+    # For a CPU without a GPU (the demo, within about 10 minutes on 2 cores): 4 levels (400, 300, 200, 100),
+    # one refinement each, overlap 0.25. Chosen from the CPU timings of one whole-head evaluation
+    # (docs/speed.md), not from a quality sweep: the quality-time curve is still to be measured.
+    "cpu": SamplerSettings(level_stride=100, refinements=1, overlap=0.25),
     # For tests and the container check: the whole pipeline with 2 levels, 1 refinement, no overlap.
-    "smoke": SamplerSettings(bridge_timestep=2, refinements=1, overlap=0.0),
+    "smoke": SamplerSettings(bridge_timestep=2, refinements=1, overlap=0.0, compile="off"),
 }
 
 

@@ -1,0 +1,275 @@
+"""``python -m bench``: naive baseline vs the fast engine, and the cost of each preset, on a simulated head.
+
+One whole-volume evaluation of eps_theta is timed per engine (median of ``--repeats``, engines
+interleaved). A window costs the same wherever it lies, so times for the full 1 mm head
+(197x233x189) come from the measured windows per second and the head's window count at each
+overlap: measured when the benchmark volume is the full head (``--full-volume``, the default on
+CUDA), extrapolated from a centred crop otherwise (12 windows at overlap 0.7 on the CPU, 2 with
+``--quick``). A case is the number of evaluations a preset makes on each window grid, plus one
+bridge evaluation; per-case times are extrapolated unless a preset is run end to end
+(``--score-budget``), which also gives its score against the 3 T reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.case import HELD_OUT_SEED, case_score, simulated_case
+from bench.configurations import NAIVE, Engine, benchmarked_presets, default_engine, engine_of, engine_variants, preset_cost
+from bench.measure import MB, PeakMemory, Timings
+from bench.report import table, write_json
+from bench.runner import Task, TaskFactory, run_tasks
+from model.enhancer import Enhancer, select_device
+from model.operators import add_noise
+from model.schedule import cosine_schedule
+from model.settings import PRESETS, SamplerSettings
+from model.weights import MANIFEST_NAME
+from model.windows import plan_windows
+
+log = logging.getLogger("bench")
+
+REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+FULL_HEAD_SHAPE = (197, 233, 189)  # the simulated 1 mm head (the ICBM152 grid)
+CPU_CROP = (166, 166, 50)  # 2 x 2 x 3 windows of 128x128x32 at overlap 0.7
+QUICK_CROP = (128, 128, 41)  # 1 x 1 x 2 windows
+
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", type=Path, default=REPO_WEIGHTS, help="weights folder with manifest.json (default weights/)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--quick", action="store_true", help="a 2-window crop, fewer engines, 2 repeats (minutes on a CPU)")
+    p.add_argument("--full-volume", action="store_true", help="time the whole head (default on CUDA)")
+    p.add_argument("--json", type=Path, help="also write the rows and the summary to this JSON file")
+    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="simulated subject (held out from training)")
+    p.add_argument("--shape-scale", type=float, default=1.0, help="simulation grid scale (1: the 1 mm head)")
+    p.add_argument("--crop", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                   help=f"time a centred crop of the head (CPU default {' '.join(map(str, CPU_CROP))})")
+    p.add_argument("--window", type=int, nargs=3, metavar=("X", "Y", "Z"), help="window (default: the presets')")
+    p.add_argument("--repeats", type=int, help="timed evaluations per engine (default 3, --quick 2)")
+    p.add_argument("--level", type=int, default=200, help="diffusion level t of the timed evaluations")
+    p.add_argument("--score-budget", type=float, default=0.0, metavar="SECONDS",
+                   help="run a preset end to end on the benchmark volume (for its score) when its extrapolated "
+                        "time on that volume is below this")
+    p.add_argument("--presets", nargs="*", help="presets to cost (default: all but smoke)")
+    p.add_argument("--quality-json", type=Path,
+                   help="a python -m bench.quality result: preset rows take their score from it (labelled)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.crop = args.crop or list(QUICK_CROP)
+        args.repeats = args.repeats or 2
+    args.repeats = args.repeats or 3
+    return args
+
+
+def crop_for(args: argparse.Namespace, device: torch.device) -> list[int] | None:
+    """The benchmark volume's crop: as asked, none for --full-volume or on CUDA, else the CPU crop."""
+    if args.crop or args.full_volume:
+        return None if args.full_volume else args.crop
+    return None if device.type == "cuda" else list(CPU_CROP)
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What ran the benchmark (timings on a shared machine are noisy: the load average says how)."""
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    except OSError:
+        pass
+    info = {"cpu": model, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "device": str(device), "load_average_start": os.getloadavg()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def preset_label(name: str, s: SamplerSettings) -> tuple[str, str]:
+    """('preset NAME: K, J, stride', 'overlap description') of a preset."""
+    label = f"preset {name}: K {s.bridge_timestep}, J {s.refinements}, stride {s.level_stride}"
+    if s.refine_tolerance > 0:
+        label += f", stop < {s.refine_tolerance:g}"
+    overlaps = f"{s.overlap:g}"
+    if s.uses_early_grid:
+        overlaps += f"; {s.early_overlap:g} shifted above t={s.early_levels_above}"
+    return label, overlaps
+
+
+class Benchmark:
+    """Collects the tasks, runs them, and turns them into rows."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device):
+        self.args, self.device = args, device
+        window = tuple(args.window) if args.window else None
+        presets = benchmarked_presets()
+        if args.presets:
+            presets = {name: presets[name] for name in args.presets}
+        self.presets = {name: s.updated(window=window) for name, s in presets.items()}
+        self.paper = PRESETS["paper"].updated(window=window)
+        self.case = simulated_case(args.seed, args.shape_scale, crop_for(args, device))
+        log.info("benchmark volume: %s", self.case.name)
+        x0 = torch.from_numpy(self.case.network_input)[None].to(device)
+        noise = torch.randn(x0.shape, generator=torch.Generator(device).manual_seed(0), device=device)
+        x_t = add_noise(x0, noise, args.level, cosine_schedule())
+        self.factory = TaskFactory(args.weights, self.paper, device, x_t, args.level)
+        self.tasks: dict[tuple, Task] = {}
+        self.full_head = self.case.shape == FULL_HEAD_SHAPE
+        self.quality = json.loads(args.quality_json.read_text()) if args.quality_json else None
+
+    def need(self, engine: Engine, network: str, overlap: float) -> Task:
+        key = (engine.key, network, overlap)
+        if key not in self.tasks:
+            self.tasks[key] = self.factory.task(engine, network, overlap)
+        return self.tasks[key]
+
+    def full_head_windows(self, overlap: float) -> int:
+        return plan_windows(FULL_HEAD_SHAPE, self.paper.window, overlap).num_windows
+
+    def seconds_full_head(self, task: Task, overlap: float | None = None) -> float:
+        """Seconds per evaluation of the full head at ``overlap`` (default the task's): measured, or
+        from the task's windows per second."""
+        overlap = task.overlap if overlap is None else overlap
+        if self.full_head and overlap == task.overlap:
+            return task.timings.median
+        return self.full_head_windows(overlap) / (task.windows / task.timings.median)
+
+    def run(self) -> dict[str, Any]:
+        engines = engine_variants(self.device, self.args.quick)
+        overlap = self.paper.overlap
+        for engine in engines:
+            self.need(engine, "diffusion", overlap)
+        for engine in (NAIVE, default_engine()):
+            self.need(engine, "bridge", overlap)
+        for name, settings in self.presets.items():  # presets with engine settings of their own
+            engine = engine_of(settings, f"preset {name}")
+            self.need(engine, "diffusion", overlap)
+            self.need(engine, "bridge", overlap)
+        log.info("%d tasks, %d repeats each", len(self.tasks), self.args.repeats)
+        run_tasks(list(self.tasks.values()), self.args.repeats, self.device)
+        rows = [self.engine_row(engine) for engine in engines]
+        paper_seconds = rows[1]["seconds_per_case"]
+        rows += [self.preset_row(name, s, paper_seconds) for name, s in self.presets.items()]
+        default = rows[1]
+        return {
+            "benchmark": "python -m bench" + (" --quick" if self.args.quick else ""),
+            "machine": {**machine(self.device), "load_average_end": os.getloadavg()},
+            "volume": self.case.name, "full_head_shape": list(FULL_HEAD_SHAPE), "window": list(self.paper.window),
+            "level": self.args.level, "repeats": self.args.repeats, "weights": str(self.args.weights),
+            "extrapolated": "seconds marked *_source=extrapolated are full-head times from measured windows per second",
+            "default_configuration": default["configuration"],
+            "speedup_vs_naive": default["speedup_vs_naive"],
+            "max_abs_diff_vs_naive": default["max_abs_diff_vs_naive"],
+            "rows": rows,
+        }
+
+    def _timing_fields(self, task: Task) -> dict[str, Any]:
+        return {
+            "windows_measured": task.windows, "seconds_measured": task.timings.seconds,
+            "windows_per_second": task.windows / task.timings.median,
+            "seconds_per_evaluation": self.seconds_full_head(task),
+            "seconds_per_evaluation_source": "measured" if self.full_head else "extrapolated",
+            "peak_host_mb": task.peak_host_bytes / MB, "peak_host_added_mb": task.peak_host_added_bytes / MB,
+            "peak_gpu_mb": None if task.peak_gpu_bytes is None else task.peak_gpu_bytes / MB,
+        }
+
+    def engine_row(self, engine: Engine) -> dict[str, Any]:
+        """One engine at the paper preset's settings; a case is the paper's K x J evaluations."""
+        task = self.need(engine, "diffusion", self.paper.overlap)
+        naive = self.need(NAIVE, "diffusion", self.paper.overlap)
+        bridge = self.need(NAIVE if engine.naive else default_engine(), "bridge", self.paper.overlap)
+        evaluations = preset_cost(self.paper).evaluations
+        windows = self.full_head_windows(self.paper.overlap)
+        voxels = math.prod(self.paper.window)
+        timing = self._timing_fields(task)
+        return {
+            "configuration": engine.name, "kind": "engine", "overlaps": f"{self.paper.overlap:g}",
+            "windows_per_batch": engine.windows_per_batch, "channels_last": engine.channels_last,
+            "precision": engine.precision, "compile": engine.compile, "cuda_graphs": engine.cuda_graphs,
+            "compiled": task.compiled, "warmup_seconds": task.warmup_seconds,
+            "windows_per_evaluation": windows, "network_voxels_per_evaluation": windows * voxels,
+            "network_voxels_per_case": (evaluations + 1) * windows * voxels,
+            **timing, "evaluations_per_case": evaluations,
+            "seconds_per_case": evaluations * timing["seconds_per_evaluation"] + self.seconds_full_head(bridge),
+            "seconds_per_case_source": "extrapolated", "score": None,
+            "speedup_vs_naive": naive.timings.median / task.timings.median,
+            "max_abs_diff_vs_naive": 0.0 if engine.naive else task.max_abs_diff_vs_naive,
+        }
+
+    def preset_row(self, name: str, settings: SamplerSettings, paper_seconds: float) -> dict[str, Any]:
+        """One preset with its own engine settings; per-case time summed over its window grids
+        (evaluations on each grid times its full-head windows over the engine's windows per second)."""
+        engine = engine_of(settings, f"preset {name}")
+        cost = preset_cost(settings)
+        voxels = math.prod(settings.window)
+        main = self.need(engine, "diffusion", self.paper.overlap)
+        bridge = self.need(engine, "bridge", self.paper.overlap)
+        seconds = self.seconds_full_head(bridge, settings.overlap)
+        network_voxels = self.full_head_windows(settings.overlap) * voxels
+        for o, n in cost.evaluations_by_overlap.items():
+            seconds += n * self.seconds_full_head(main, o)
+            network_voxels += n * self.full_head_windows(o) * voxels
+        label, overlaps = preset_label(name, settings)
+        row = {
+            "configuration": label, "kind": "preset", "preset": name, "settings": settings.to_dict(),
+            "overlaps": overlaps, "windows_per_evaluation": self.full_head_windows(settings.overlap),
+            "network_voxels_per_evaluation": self.full_head_windows(settings.overlap) * voxels,
+            "network_voxels_per_case": network_voxels, **self._timing_fields(main),
+            "seconds_per_evaluation": self.seconds_full_head(main, settings.overlap),
+            "seconds_per_evaluation_source": "measured" if self.full_head and settings.overlap == main.overlap
+            else "extrapolated",
+            "evaluations_per_case": ("<= " if cost.at_most else "") + str(cost.evaluations),
+            "evaluations_by_overlap": {f"{o:g}": n for o, n in cost.evaluations_by_overlap.items()},
+            "seconds_per_case": seconds, "seconds_per_case_source": "extrapolated",
+            "time_vs_paper": paper_seconds / seconds, "score": None,
+        }
+        volume_seconds = seconds * main.windows / self.full_head_windows(self.paper.overlap)  # about
+        if self.args.score_budget and volume_seconds <= self.args.score_budget:
+            row.update(self.end_to_end(settings))
+        elif self.quality is not None:
+            measured = next((r for r in self.quality.get("summary", []) if r["label"] == name), None)
+            if measured is not None:
+                row.update(score=measured["score"], score_source=f"python -m bench.quality: subjects "
+                           f"{self.quality['subject_seeds']}, {self.quality.get('volume')}, window "
+                           f"{self.quality['window']}, trained networks: {self.quality['trained']}")
+        return row
+
+    def end_to_end(self, settings: SamplerSettings) -> dict[str, Any]:
+        """Run a preset on the benchmark volume end to end: measured seconds, evaluations and score."""
+        enhancer = Enhancer(settings.updated(mode="full"), self.args.weights, self.device)
+        timings = Timings()
+        with PeakMemory(self.device) as peak:
+            enhanced = timings.timed(lambda: enhancer.enhance(self.case.network_input), self.device)
+        scores = case_score(self.case, enhanced)
+        return {"score": scores["score"], "metrics": scores, "end_to_end_seconds": timings.seconds[0],
+                "end_to_end_evaluations": enhancer.counts.evaluations,
+                "end_to_end_peak_host_mb": peak.host_bytes / MB, "end_to_end_volume": self.case.name}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if not (args.weights / MANIFEST_NAME).is_file():
+        print(f"no {MANIFEST_NAME} in {args.weights}: pass --weights DIR (a scratch folder of random networks: "
+              "python -m bench.scratch_weights DIR)", file=sys.stderr)
+        return 3
+    device = select_device(args.device)
+    document = Benchmark(args, device).run()
+    print(table(document["rows"]))
+    print(f"\n{document['volume']}; window {document['window']}; level t={document['level']}; median of "
+          f"{document['repeats']} runs; * = full 1 mm head extrapolated from measured windows per second.")
+    print(f"default configuration ({document['default_configuration']}): {document['speedup_vs_naive']:.2f}x the naive "
+          f"baseline per evaluation, max |difference| {document['max_abs_diff_vs_naive']:.1e}")
+    if args.json:
+        write_json(args.json, document)
+    return 0

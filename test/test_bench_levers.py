@@ -1,0 +1,102 @@
+"""The sampler's speed levers: early low-overlap shifted grids and early stopping of the refinements."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from model.enhancer import COMPILE_MIN_WINDOWS, CompiledNetwork, Enhancer, RelativeChangeStop
+from model.settings import PRESETS, SamplerSettings, preset
+from test_bench import MICRO_WINDOW, micro_weights  # noqa: F401 (a fixture)
+
+UNET_WINDOW = MICRO_WINDOW
+
+
+def small_volume(seed=0, shape=(24, 18, 10)):
+    return np.random.default_rng(seed).uniform(-1, 1, (3, *shape)).astype(np.float32)
+
+
+def levers(**changes) -> SamplerSettings:
+    base = dict(mode="diffusion", bridge_timestep=4, refinements=2, overlap=0.7, compile="off", window=UNET_WINDOW,
+                early_overlap=0.0, early_levels_fraction=0.5)
+    return SamplerSettings(**{**base, **changes})
+
+
+def test_settings_say_which_levels_use_the_early_grid():
+    s = PRESETS["paper"].updated(early_overlap=0.25, early_levels_fraction=0.75)
+    assert s.early_levels_above == 100 and s.uses_early_grid
+    assert s.overlap_at(400) == s.overlap_at(101) == 0.25 and s.overlap_at(100) == s.overlap_at(1) == 0.7
+    assert not PRESETS["paper"].uses_early_grid and PRESETS["paper"].overlap_at(400) == 0.7
+    assert not PRESETS["paper"].updated(early_overlap=0.25).uses_early_grid  # fraction 0: no early levels
+    for bad in (dict(early_overlap=1.0), dict(early_levels_fraction=1.5), dict(refine_tolerance=-1.0)):
+        with pytest.raises(ValueError):
+            SamplerSettings(**bad)
+
+
+def test_levers_keep_seeded_determinism(micro_weights):
+    volume = small_volume()
+    runs = [Enhancer(levers(seed=seed), micro_weights, torch.device("cpu")) for seed in (7, 7, 8)]
+    a, b, c = (enhancer.enhance(volume) for enhancer in runs)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    counts = runs[0].counts
+    assert counts.evaluations == 8 and counts.early_evaluations == 4  # levels 4 and 3 (> 2) on the early grid
+
+
+def test_early_grid_changes_the_result_and_costs_fewer_windows(micro_weights):
+    volume = small_volume()
+    early = Enhancer(levers(), micro_weights, torch.device("cpu"))
+    plain = Enhancer(levers(early_levels_fraction=0.0), micro_weights, torch.device("cpu"))
+    assert not np.array_equal(early.enhance(volume), plain.enhance(volume))
+    assert early.counts.windows < plain.counts.windows
+
+
+def test_relative_change_stop_stops_once_settled():
+    stop = RelativeChangeStop(1e-3)
+    x = torch.ones(1, 3, 4, 4, 4)
+    assert not stop(x, x * 1.01, 10)
+    assert stop(x, x * (1 + 1e-4), 10)
+    assert stop.stops == 1
+
+
+def test_early_stopping_stops_the_refinements(micro_weights):
+    volume = small_volume()
+    loose = Enhancer(levers(refinements=3, refine_tolerance=10.0), micro_weights, torch.device("cpu"))
+    loose.enhance(volume)
+    assert loose.counts.evaluations == 4  # every level stops after its first refinement
+    strict = Enhancer(levers(refinements=3, refine_tolerance=1e-12), micro_weights, torch.device("cpu"))
+    strict.enhance(volume)
+    assert strict.counts.evaluations == 12
+
+
+def test_presets_are_valid_and_named():
+    assert {"paper", "fast", "cpu", "smoke"} <= set(PRESETS)
+    assert preset("paper") == SamplerSettings()
+
+
+def test_compile_auto_only_for_long_cpu_runs(micro_weights):
+    short = Enhancer(levers(compile="auto"), micro_weights, torch.device("cpu"))
+    short.plans_for((24, 18, 10))
+    assert not isinstance(short.unet, CompiledNetwork)
+    long = Enhancer(levers(compile="auto", bridge_timestep=400, refinements=3), micro_weights, torch.device("cpu"))
+    plans = long.plans_for((24, 18, 10))  # torch.compile is lazy: nothing is compiled until the first call
+    assert 1200 * plans.early.num_windows >= COMPILE_MIN_WINDOWS and isinstance(long.unet, CompiledNetwork)
+    never = Enhancer(levers(compile="off", bridge_timestep=400, refinements=3), micro_weights, torch.device("cpu"))
+    never.plans_for((24, 18, 10))
+    assert not isinstance(never.unet, CompiledNetwork)
+    with pytest.raises(ValueError, match="compile"):
+        SamplerSettings(compile="sometimes")
+
+
+def test_compiled_network_falls_back_to_eager_when_compiling_fails(caplog):
+    network = torch.nn.Conv3d(1, 1, 1)
+    compiled = CompiledNetwork(network)
+
+    def no_compiler(*args):
+        raise RuntimeError("InductorError: CppCompileError: C++ compile error\n(details)")
+
+    compiled.compiled = no_compiler
+    x = torch.randn(1, 1, 2, 2, 2)
+    with torch.no_grad():
+        assert torch.equal(compiled(x), network(x)) and torch.equal(compiled(x), network(x))
+    assert compiled.failed and caplog.text.count("torch.compile failed") == 1
+    assert compiled.weight is network.weight  # attributes pass through to the eager network
