@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evaluation.held_out import HELD_OUT_SEED, centred_crop
 from evaluation.metrics import challenge_metrics
 from model.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
 from model.layouts import CONTRASTS
 from simulation import generate_subject
-
-HELD_OUT_SEED = 90_000  # as evaluation.ablation: simulated training sets use hashed seeds, never these
-
 
 @dataclass(frozen=True)
 class BenchCase:
@@ -30,21 +28,16 @@ class BenchCase:
         return tuple(self.network_input.shape[1:])
 
 
-def centred_crop(shape: Sequence[int], size: Sequence[int] | None) -> tuple[slice, ...]:
-    """Slices of a centred crop of ``size`` (each axis at most the volume's) of a volume of ``shape``."""
-    if size is None:
-        return tuple(slice(None) for _ in shape)
-    return tuple(slice((n - min(c, n)) // 2, (n - min(c, n)) // 2 + min(c, n)) for n, c in zip(shape, size))
-
-
 def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Sequence[int] | None = None) -> BenchCase:
-    """Simulate subject ``seed`` (about 25 s for a full head), optionally crop it, and normalise the low field."""
+    """Simulate subject ``seed`` (about 25 s for a full head), normalise its low field as the product does
+    (percentiles of the whole head), and optionally crop it: a crop is a part of a full-head run."""
     subject = generate_subject(seed, shape_scale=shape_scale)
+    network_input, maps = normalise_contrasts(list(subject.low), list(CONTRASTS))  # the whole head's intensity maps
     box = centred_crop(subject.mask.shape, crop)
-    low, high, mask = subject.low[(slice(None), *box)], subject.high[(slice(None), *box)], subject.mask[box]
+    network_input = np.ascontiguousarray(network_input[(slice(None), *box)])
+    high, mask = subject.high[(slice(None), *box)], subject.mask[box]
     if not mask.any():
         raise ValueError(f"the crop {crop} of subject {seed} holds no brain")
-    network_input, maps = normalise_contrasts(list(low), list(CONTRASTS))
     shape = "x".join(str(n) for n in mask.shape)
     name = f"simulated subject {seed}, {shape} at {1 / shape_scale:g} mm" + (" (centred crop)" if crop else "")
     return BenchCase(name, network_input, maps, np.ascontiguousarray(high), np.ascontiguousarray(mask))

@@ -89,7 +89,7 @@ def machine(device: torch.device) -> dict[str, Any]:
     except OSError:
         pass
     info = {"cpu": model, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": str(device), "load_average_start": os.getloadavg()}
+            "torch": torch.__version__, "device": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -111,6 +111,7 @@ class Benchmark:
 
     def __init__(self, args: argparse.Namespace, device: torch.device):
         self.args, self.device = args, device
+        self.load_average_start = os.getloadavg()
         window = tuple(args.window) if args.window else None
         presets = benchmarked_presets()
         if args.presets:
@@ -163,7 +164,8 @@ class Benchmark:
         default = rows[1]
         return {
             "benchmark": "python -m bench" + (" --quick" if self.args.quick else ""),
-            "machine": {**machine(self.device), "load_average_end": os.getloadavg()},
+            "machine": {**machine(self.device), "load_average_start": self.load_average_start,
+                        "load_average_end": os.getloadavg()},
             "volume": self.case.name, "full_head_shape": list(FULL_HEAD_SHAPE), "window": list(self.paper.window),
             "level": self.args.level, "repeats": self.args.repeats, "weights": str(self.args.weights),
             "extrapolated": "seconds marked *_source=extrapolated are full-head times from measured windows per second",
@@ -202,6 +204,7 @@ class Benchmark:
             **timing, "evaluations_per_case": evaluations,
             "seconds_per_case": evaluations * timing["seconds_per_evaluation"] + self.seconds_full_head(bridge),
             "seconds_per_case_source": "extrapolated", "score": None,
+            "bridge_seconds_per_evaluation": self.seconds_full_head(bridge),
             "speedup_vs_naive": naive.timings.median / task.timings.median,
             "max_abs_diff_vs_naive": 0.0 if engine.naive else task.max_abs_diff_vs_naive,
         }

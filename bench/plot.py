@@ -17,6 +17,11 @@ def plot_curve(rows: list[dict[str, Any]], document: dict[str, Any], path: Path)
 
     figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
     for row in rows:
+        if not row["time_vs_paper"]:  # no network evaluated (identity): a reference line
+            axes.axhline(row["score"], color="grey", linestyle="--", linewidth=1)
+            axes.annotate(f"{row['label']}: {row['score']:.3f}", (1, row["score"]), xycoords=("axes fraction", "data"),
+                          xytext=(-4, 3), textcoords="offset points", ha="right", fontsize=7, color="grey")
+            continue
         preset = row["label"] in ("paper", "fast", "cpu")
         axes.scatter(row["time_vs_paper"], row["score"], s=60 if preset else 25,
                      color="tab:red" if preset else "tab:blue", zorder=3)

@@ -5,8 +5,9 @@ simulated subjects end to end; the challenge's final score against the 3 T refer
 over subjects and contrasts. Time is given two ways: measured seconds on the volume that was
 enhanced, and the configuration's cost on a full 1 mm head relative to ``paper`` (U-Net windows
 of every evaluation plus the bridge's, counted on the full head's window grids; early stopping
-scaled by the share of refinements it actually ran). ``--bench-json`` (a ``python -m bench``
-result) turns the relative cost into full-head seconds with that run's windows per second.
+scaled by the share of refinements it actually ran), on the presets' window whatever window the
+runs used. ``--bench-json`` (a ``python -m bench`` result) turns that into full-head seconds with
+the windows per second of its default engine.
 
 Results are written after every run (``--out``/quality.json) and runs already there are skipped,
 so an interrupted curve resumes where it stopped. ``--max-run-seconds`` skips configurations whose
@@ -37,6 +38,8 @@ log = logging.getLogger("bench.quality")
 
 # label -> changes to the paper preset (or "preset:NAME"); ordered from cheap to dear.
 DEFAULT_CURVE: dict[str, str] = {
+    "identity (input as output)": "mode=identity",
+    "bridge only": "mode=bridge",
     "cpu": "preset:cpu",
     "stride 40, J 1": "level_stride=40,refinements=1",
     "stride 16, J 1": "level_stride=16,refinements=1",
@@ -53,21 +56,23 @@ DEFAULT_CURVE: dict[str, str] = {
     "stride 2, J 3": "level_stride=2",
     "paper": "preset:paper",
 }
-FIELD_TYPES = {"level_stride": int, "refinements": int, "bridge_timestep": int, "overlap": float,
+FIELD_TYPES = {"mode": str, "level_stride": int, "level_spacing": str, "refinements": int, "bridge_timestep": int, "overlap": float,
                "early_overlap": float, "early_levels_fraction": float, "refine_tolerance": float}
 
 
 def parse_configuration(spec: str) -> SamplerSettings:
-    """``preset:NAME`` or ``key=value,...`` applied to the paper preset."""
+    """``key=value,...`` applied to the paper preset, or ``preset:NAME[,key=value,...]`` to that preset."""
+    base = PRESETS["paper"]
     if spec.startswith("preset:"):
-        return PRESETS[spec.split(":", 1)[1]]
+        name, _, spec = spec.split(":", 1)[1].partition(",")
+        base = PRESETS[name]
     changes = {}
     for item in filter(None, spec.split(",")):
         key, value = item.split("=", 1)
         if key not in FIELD_TYPES:
             raise ValueError(f"unknown lever '{key}' (known: {', '.join(FIELD_TYPES)})")
         changes[key] = FIELD_TYPES[key](value)
-    return PRESETS["paper"].updated(**changes)
+    return base.updated(**changes)
 
 
 def full_head_windows(settings: SamplerSettings) -> tuple[int, int]:
@@ -75,7 +80,7 @@ def full_head_windows(settings: SamplerSettings) -> tuple[int, int]:
     grids = {o: plan_windows(FULL_HEAD_SHAPE, settings.window, o).num_windows
              for o in {settings.overlap, settings.overlap_at(settings.bridge_timestep)}}
     unet = sum(settings.refinements * grids[settings.overlap_at(level)] for level in settings.levels)
-    return unet, grids[settings.overlap]
+    return (unet if settings.mode.uses_diffusion else 0), (grids[settings.overlap] if settings.mode.uses_bridge else 0)
 
 
 def warm_up(enhancer: Enhancer, plans, case) -> None:
@@ -127,12 +132,16 @@ class Curve:
         runs = self.document["runs"]
         if not runs:
             return None
-        return float(np.median([(r["unet_windows"] + r["bridge_windows"]) / r["seconds"] for r in runs]))
+        rates = [(r["unet_windows"] + r["bridge_windows"]) / r["seconds"] for r in runs if r["unet_windows"]]
+        return float(np.median(rates)) if rates else None
 
 
 def summarise(document: dict[str, Any], curve: dict[str, SamplerSettings], bench: dict | None) -> list[dict[str, Any]]:
-    """Mean score and cost per configuration, in curve order; full-head cost relative to paper."""
-    paper_unet, paper_bridge = full_head_windows(PRESETS["paper"].updated(window=tuple(document["window"])))
+    """Mean score and cost per configuration, in curve order; full-head cost (on the presets' window,
+    or the bench's) relative to paper."""
+    window = tuple(bench["window"]) if bench is not None else PRESETS["paper"].window
+    document["cost_window"] = list(window)
+    paper_unet, paper_bridge = full_head_windows(PRESETS["paper"].updated(window=window))
     wps = None
     if bench is not None:
         default = next(r for r in bench["rows"] if r["configuration"] == bench["default_configuration"])
@@ -142,8 +151,9 @@ def summarise(document: dict[str, Any], curve: dict[str, SamplerSettings], bench
         runs = [r for r in document["runs"] if r["label"] == label]
         if not runs:
             continue
-        unet, bridge = full_head_windows(settings)
-        ran = float(np.mean([r["evaluations"] / r["evaluations_at_most"] for r in runs]))
+        unet, bridge = full_head_windows(settings.updated(window=window))
+        ran = float(np.mean([r["evaluations"] / r["evaluations_at_most"] if r["evaluations_at_most"] else 1.0
+                             for r in runs]))
         windows = unet * ran + bridge
         rows.append({
             "label": label, "settings": settings.to_dict(), "subjects": len(runs),
@@ -169,7 +179,8 @@ def markdown(rows: list[dict[str, Any]], document: dict[str, Any]) -> str:
     for r in rows:
         full = "-" if r["full_head_seconds"] is None else f"{r['full_head_seconds']:.0f}"
         delta = "-" if r["score_minus_paper"] is None else f"{r['score_minus_paper']:+.4f}"
-        lines.append(f"| {r['label']} | {r['evaluations']:.0f} | 1/{1 / r['time_vs_paper']:.1f} | {full} | "
+        ratio = f"1/{1 / r['time_vs_paper']:.1f}" if r["time_vs_paper"] else "0"
+        lines.append(f"| {r['label']} | {r['evaluations']:.0f} | {ratio} | {full} | "
                      f"{r['measured_seconds']:.0f} | {r['score']:.4f} | {delta} | {r['ssim']:.4f} | {r['psnr']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -181,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     device = select_device(args.device)
     window = tuple(args.window) if args.window else None
     labels = args.configurations or list(DEFAULT_CURVE)
-    curve = {label: parse_configuration(DEFAULT_CURVE[label]).updated(window=window, mode="full") for label in labels}
-    curve.update({label: parse_configuration(spec).updated(window=window, mode="full") for label, spec in args.add})
+    curve = {label: parse_configuration(DEFAULT_CURVE[label]).updated(window=window) for label in labels}
+    curve.update({label: parse_configuration(spec).updated(window=window) for label, spec in args.add})
     manifest = json.loads((args.weights / "manifest.json").read_text())
     trained = all(entry.get("trained", False) for entry in manifest["networks"].values())
     subjects = [args.seed + i for i in range(args.subjects)]
@@ -190,21 +201,23 @@ def main(argv: list[str] | None = None) -> int:
             "window": list(next(iter(curve.values())).window), "subject_seeds": subjects,
             "shape_scale": args.shape_scale, "crop": args.crop}
     record = Curve(args.out / "quality.json", meta)
-    shared_unet = None  # one (compiled) U-Net for every configuration: compile once, time runs without it
-    for subject in subjects:
-        case = simulated_case(subject, args.shape_scale, args.crop)
-        record.document["volume"] = case.name.split(", ", 1)[1]
-        for label, settings in curve.items():
+    shared_unet = None  # one U-Net for every configuration: compiled once (on the CPU), in no run's time
+    cases = {subject: simulated_case(subject, args.shape_scale, args.crop) for subject in subjects}
+    record.document["volume"] = next(iter(cases.values())).name.split(", ", 1)[1]
+    for label, settings in curve.items():  # cheap to dear, every subject before the next configuration
+        if device.type == "cpu":
+            settings = settings.updated(compile="on")
+        for subject, case in cases.items():
             if record.done(label, subject):
                 continue
             enhancer = Enhancer(settings, args.weights, device)
-            if shared_unet is not None:
+            if shared_unet is not None and enhancer.unet is not None:
                 enhancer.unet = shared_unet
             plans = enhancer.plans_for(case.shape)
-            if shared_unet is None:
+            if shared_unet is None and enhancer.unet is not None:
                 shared_unet = enhancer.unet
                 warm_up(enhancer, plans, case)
-            at_most = len(settings.levels) * settings.refinements
+            at_most = len(settings.levels) * settings.refinements if settings.mode.uses_diffusion else 0
             estimate_windows = sum(settings.refinements * plans.for_level(level).num_windows for level in settings.levels)
             wps = record.windows_per_second()
             if wps and estimate_windows / wps > args.max_run_seconds:

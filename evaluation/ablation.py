@@ -6,13 +6,17 @@ RemoveNoise (x0 estimate and the literal eq. 11), and the high-field upper bound
 volume noised to K and denoised by the diffusion model alone). It scores each with the
 challenge's metric against the 3 T reference inside the brain mask, and measures the bridge's
 latent alignment at K (the paper: MSE 0.32 without the bridge, 0.05 with it). Writes
-``ablation.csv`` (one row per configuration, subject and contrast) and ``ablation.md`` (means).
+``ablation.csv`` (one row per configuration, subject and contrast) and ``ablation.md`` (means),
+both rewritten after every configuration; ``ablation.jsonl`` keeps the finished runs, so an
+interrupted table resumes where it stopped. ``--crop X Y Z`` enhances a centred crop of each
+normalised head (a part of a full-head run, cheaper; see :mod:`evaluation.held_out`).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evaluation.held_out import HELD_OUT_SEED, centred_crop
 from evaluation.metrics import challenge_metrics
 from model.enhancer import Enhancer, select_device
 from model.intensity import denormalise_contrasts, normalise_contrasts
@@ -32,7 +37,6 @@ from model.weights import load_network
 from model.windows import evaluate_in_windows, plan_windows
 from simulation import generate_subject
 
-HELD_OUT_SEED = 90_000  # simulated training subjects use small seeds; these never overlap them
 METRICS = ("ssim", "psnr", "mae", "nmse", "score")
 
 
@@ -56,25 +60,28 @@ CONFIGURATIONS = (
 )
 
 
-def score_configuration(config: Configuration, subject, settings: SamplerSettings, weights: Path,
-                        device: torch.device) -> tuple[list[dict], float]:
-    """Enhance one subject in one configuration; per-contrast metric rows and the seconds taken."""
+def score_configuration(config: Configuration, subject, box: tuple[slice, ...], settings: SamplerSettings,
+                        weights: Path, device: torch.device) -> tuple[list[dict], float]:
+    """Enhance one subject (the ``box`` of it) in one configuration; per-contrast metric rows and seconds."""
     source = getattr(subject, config.input_field)
     network_input, maps = normalise_contrasts(list(source), list(CONTRASTS))
+    network_input = np.ascontiguousarray(network_input[(slice(None), *box)])
     enhancer = Enhancer(settings.updated(**config.changes), weights, device)
     started = time.perf_counter()
     enhanced = denormalise_contrasts(enhancer.enhance(network_input), maps)
     seconds = time.perf_counter() - started
-    rows = [{"contrast": c, **challenge_metrics(enhanced[i], subject.high[i], subject.mask)} for i, c in enumerate(CONTRASTS)]
+    high, mask = subject.high[(slice(None), *box)], subject.mask[box]
+    rows = [{"contrast": c, **challenge_metrics(enhanced[i], high[i], mask)} for i, c in enumerate(CONTRASTS)]
     return rows, seconds
 
 
-def latent_alignment(subject, settings: SamplerSettings, weights: Path, device: torch.device) -> dict[str, float]:
+def latent_alignment(subject, box: tuple[slice, ...], settings: SamplerSettings, weights: Path,
+                     device: torch.device) -> dict[str, float]:
     """MSE between x_K^HF and x_K^LF (no bridge) and between x_K^HF and the bridged x_K^LF (eq. 8), one shared noise."""
     schedule, k = cosine_schedule(), settings.bridge_timestep
     low, _ = normalise_contrasts(list(subject.low), list(CONTRASTS))
     high, _ = normalise_contrasts(list(subject.high), list(CONTRASTS))
-    low, high = (torch.from_numpy(v)[None].to(device) for v in (low, high))
+    low, high = (torch.from_numpy(np.ascontiguousarray(v[(slice(None), *box)]))[None].to(device) for v in (low, high))
     noise = torch.randn(low.shape, generator=torch.Generator(device).manual_seed(settings.seed), device=device)
     x_k_lf, x_k_hf = add_noise(low, noise, k, schedule), add_noise(high, noise, k, schedule)
     bridge = load_network(weights, "bridge", device)
@@ -90,14 +97,49 @@ def markdown_table(rows: list[dict], seconds: dict[str, list[float]], alignment:
     lines = ["| configuration | SSIM | PSNR | MAE | NMSE | score | s / subject |", "|---|---|---|---|---|---|---|"]
     for config in CONFIGURATIONS:
         selected = [r for r in rows if r["configuration"] == config.label]
+        if not selected:
+            continue
         means = {m: float(np.mean([r[m] for r in selected])) for m in METRICS}
         lines.append(f"| {config.label} | {means['ssim']:.3f} | {means['psnr']:.2f} | {means['mae']:.3f} | "
                      f"{means['nmse']:.3f} | {means['score']:.4f} | {np.median(seconds[config.label]):.0f} |")
-    without = np.mean([a["mse_without_bridge"] for a in alignment])
-    with_bridge = np.mean([a["mse_with_bridge"] for a in alignment])
-    lines += ["", f"Latent alignment at K: MSE(x_K^LF, x_K^HF) = {without:.3f} without the bridge, "
-              f"{with_bridge:.3f} with it (the paper: 0.32 and 0.05)."]
+    if alignment:
+        without = np.mean([a["mse_without_bridge"] for a in alignment])
+        with_bridge = np.mean([a["mse_with_bridge"] for a in alignment])
+        lines += ["", f"Latent alignment at K: MSE(x_K^LF, x_K^HF) = {without:.3f} without the bridge, "
+                  f"{with_bridge:.3f} with it (the paper: 0.32 and 0.05)."]
     return "\n".join(lines) + "\n"
+
+
+class Results:
+    """Finished runs in ``ablation.jsonl`` (one line per configuration and subject, or alignment)."""
+
+    def __init__(self, out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.path = out, out / "ablation.jsonl"
+        self.records = [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.is_file() else []
+
+    def find(self, kind: str, label: str, subject: int) -> dict | None:
+        return next((r for r in self.records if (r["kind"], r["label"], r["subject"]) == (kind, label, subject)), None)
+
+    def add(self, record: dict) -> None:
+        self.records.append(record)
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def write_tables(self, header: str) -> str:
+        """Rewrite ablation.csv and ablation.md from every finished run; returns the markdown."""
+        runs = [r for r in self.records if r["kind"] == "run"]
+        rows = [{"configuration": r["label"], "subject": r["subject"], **row} for r in runs for row in r["rows"]]
+        seconds = {c.label: [r["seconds"] for r in runs if r["label"] == c.label] for c in CONFIGURATIONS}
+        alignment = [r["alignment"] for r in self.records if r["kind"] == "alignment"]
+        if rows:
+            with open(self.out / "ablation.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        table = markdown_table(rows, seconds, alignment)
+        (self.out / "ablation.md").write_text(header + "\n\n" + table)
+        return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,29 +151,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="sampler settings (default paper)")
     parser.add_argument("--weights", type=Path, default=Path(__file__).resolve().parent.parent / "weights")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--out", type=Path, required=True, help="folder for ablation.csv and ablation.md")
+    parser.add_argument("--window", type=int, nargs=3, metavar=("X", "Y", "Z"), help="window (default the preset's)")
+    parser.add_argument("--crop", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                        help="enhance a centred crop of each normalised head (default: the whole head)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for ablation.csv, .md and .jsonl")
     args = parser.parse_args(argv)
-    settings, device = preset(args.preset), select_device(args.device)
-    rows, seconds, alignment = [], {c.label: [] for c in CONFIGURATIONS}, []
-    for offset in range(args.subjects):
-        subject = generate_subject(args.seed + offset, shape_scale=args.shape_scale)
-        alignment.append(latent_alignment(subject, settings, args.weights, device))
+    settings, device = preset(args.preset).updated(window=tuple(args.window) if args.window else None), select_device(args.device)
+    results = Results(args.out)
+    header = (f"Preset `{args.preset}`, {args.subjects} held-out simulated subjects (seeds {args.seed}..), "
+              f"shape_scale {args.shape_scale}, " + (f"centred crop {tuple(args.crop)}, " if args.crop else "whole heads, ")
+              + f"weights {args.weights}.")
+    for subject_seed in range(args.seed, args.seed + args.subjects):
+        subject = generate_subject(subject_seed, shape_scale=args.shape_scale)
+        box = centred_crop(subject.mask.shape, args.crop)
+        if results.find("alignment", "", subject_seed) is None:
+            results.add({"kind": "alignment", "label": "", "subject": subject_seed,
+                         "alignment": latent_alignment(subject, box, settings, args.weights, device)})
         for config in CONFIGURATIONS:
-            config_rows, elapsed = score_configuration(config, subject, settings, args.weights, device)
-            seconds[config.label].append(elapsed)
-            rows += [{"configuration": config.label, "subject": args.seed + offset, **r} for r in config_rows]
-            print(f"subject {args.seed + offset} {config.label}: score "
-                  f"{np.mean([r['score'] for r in config_rows]):.4f} ({elapsed:.0f} s)", file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "ablation.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    table = markdown_table(rows, seconds, alignment)
-    (args.out / "ablation.md").write_text(
-        f"Preset `{args.preset}`, {args.subjects} held-out simulated subjects (seeds {args.seed}..), "
-        f"shape_scale {args.shape_scale}, weights {args.weights}.\n\n" + table)
-    print(table)
+            if results.find("run", config.label, subject_seed) is not None:
+                continue
+            rows, elapsed = score_configuration(config, subject, box, settings, args.weights, device)
+            results.add({"kind": "run", "label": config.label, "subject": subject_seed, "seconds": elapsed, "rows": rows})
+            results.write_tables(header)
+            print(f"subject {subject_seed} {config.label}: score {np.mean([r['score'] for r in rows]):.4f} "
+                  f"({elapsed:.0f} s)", file=sys.stderr, flush=True)
+    print(results.write_tables(header))
     return 0
 
 

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bridge-timestep", type=int, help="K, the bridging level (paper: 400)")
     s.add_argument("--refine", type=int, help="J, refinements per level (paper: 3)")
     s.add_argument("--level-stride", type=int, help="visit every n-th level of K..1 (paper: 1)")
+    s.add_argument("--level-spacing", choices=("uniform", "quadratic"),
+                   help="place the strided levels evenly (default) or quadratically, dense near t = 0")
     s.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (paper: 0.7)")
     s.add_argument("--window", type=int, nargs=3, metavar=("X", "Y", "Z"), help="window size (paper: 128 128 32)")
     s.add_argument("--windows-per-batch", type=int, help="windows per network call (default 4)")
@@ -71,7 +73,7 @@ def settings_from(args: argparse.Namespace) -> SamplerSettings:
     """The preset with the explicitly given options applied."""
     return preset(args.preset).updated(
         mode=args.mode, bridge_timestep=args.bridge_timestep, refinements=args.refine,
-        level_stride=args.level_stride, overlap=args.overlap, window=args.window,
+        level_stride=args.level_stride, level_spacing=args.level_spacing, overlap=args.overlap, window=args.window,
         windows_per_batch=args.windows_per_batch, precision=args.precision,
         remove_noise=args.remove_noise, seed=args.seed,
     )

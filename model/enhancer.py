@@ -79,13 +79,21 @@ class CompiledNetwork:
             return self.eager(*args)
         try:
             return self.compiled(*args)
-        except torch.OutOfMemoryError:
-            raise
         except Exception as error:  # noqa: BLE001 - inductor and its C++ toolchain fail in many ways
+            if is_out_of_memory(error):
+                raise
             self.failed = True
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             log.warning("torch.compile failed (%s); continuing without compilation", reason[:200])
             return self.eager(*args)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator's (a plain RuntimeError: "can't allocate memory")."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and ("DefaultCPUAllocator" in message or "can't allocate memory" in message)
 
 
 class RelativeChangeStop:
@@ -171,7 +179,9 @@ class Enhancer:
             try:
                 return evaluate_in_windows(fn, x, plan, self.windows_per_batch, shift=shift, buffers=buffers,
                                            channels_last=self.settings.channels_last)
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
                 if self.windows_per_batch == 1:
                     raise DeviceError(
                         f"out of memory on {self.device} even with one {self.settings.window} window per batch; "

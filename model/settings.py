@@ -9,6 +9,7 @@ from model.operators import RemoveNoiseVariant
 from model.sampler import Mode
 
 PRECISIONS = ("float32", "bfloat16")
+LEVEL_SPACINGS = ("uniform", "quadratic")
 COMPILE_CHOICES = ("off", "auto", "on")
 
 
@@ -20,6 +21,10 @@ class SamplerSettings:
     bridge_timestep: int = 400  # K
     refinements: int = 3  # J
     level_stride: int = 1  # visit every level_stride-th of K..1 (1: the paper)
+    # How the ceil(K / level_stride) visited levels are placed: "uniform" (K, K - stride, ...) or
+    # "quadratic" (K (j/n)^2, j = n..1: dense near t = 0, where the last estimate is made; DDIM's
+    # "quad" spacing). Not in the paper, which visits every level.
+    level_spacing: str = "uniform"
     overlap: float = 0.7
     window: tuple[int, int, int] = (128, 128, 32)
     windows_per_batch: int = 4
@@ -44,6 +49,8 @@ class SamplerSettings:
             (1 <= self.bridge_timestep <= 1000, f"--bridge-timestep must be in 1..1000, got {self.bridge_timestep}"),
             (self.refinements >= 1, f"--refine must be at least 1, got {self.refinements}"),
             (self.level_stride >= 1, f"--level-stride must be at least 1, got {self.level_stride}"),
+            (self.level_spacing in LEVEL_SPACINGS,
+             f"--level-spacing must be one of {LEVEL_SPACINGS}, got {self.level_spacing}"),
             (0 <= self.overlap < 1, f"--overlap must be in [0, 1), got {self.overlap}"),
             (len(self.window) == 3 and all(w >= 1 for w in self.window), f"--window needs 3 positive sizes, got {self.window}"),
             (self.windows_per_batch >= 1, f"--windows-per-batch must be at least 1, got {self.windows_per_batch}"),
@@ -63,8 +70,13 @@ class SamplerSettings:
 
     @property
     def levels(self) -> tuple[int, ...]:
-        """The diffusion levels visited: K, K - stride, ..., down to >= 1."""
-        return tuple(range(self.bridge_timestep, 0, -self.level_stride))
+        """The diffusion levels visited, from K down: uniform K, K - stride, ... >= 1, or quadratic
+        round(K (j/n)^2) for j = n..1 with n = ceil(K / stride) (levels that round alike visited once)."""
+        uniform = tuple(range(self.bridge_timestep, 0, -self.level_stride))
+        if self.level_spacing == "uniform":
+            return uniform
+        n, k = len(uniform), self.bridge_timestep
+        return tuple(sorted({max(1, round(k * (j / n) ** 2)) for j in range(1, n + 1)}, reverse=True))
 
     @property
     def early_levels_above(self) -> int:

@@ -50,6 +50,17 @@ def test_early_grid_changes_the_result_and_costs_fewer_windows(micro_weights):
     assert early.counts.windows < plain.counts.windows
 
 
+def test_level_spacing_places_the_strided_levels():
+    uniform = PRESETS["paper"].updated(level_stride=100)
+    assert uniform.levels == (400, 300, 200, 100)
+    quadratic = uniform.updated(level_spacing="quadratic")
+    assert quadratic.levels == (400, 225, 100, 25)  # 400 (j/4)^2, j = 4..1: same count, dense near t = 0
+    every = PRESETS["paper"].updated(level_spacing="quadratic").levels
+    assert every[0] == 400 and every[-1] == 1 and list(every) == sorted(set(every), reverse=True)
+    with pytest.raises(ValueError, match="level-spacing"):
+        SamplerSettings(level_spacing="cubic")
+
+
 def test_relative_change_stop_stops_once_settled():
     stop = RelativeChangeStop(1e-3)
     x = torch.ones(1, 3, 4, 4, 4)

@@ -17,6 +17,7 @@ from conftest import TEST_WINDOW, grand_challenge_paths, make_image, ulf_enc_pat
 from model import memory
 from model.cli import main
 from model.enhancer import Enhancer
+from model.errors import DeviceError
 from model.layouts import CONTRASTS
 from model.settings import preset
 from model.windows import plan_windows
@@ -197,6 +198,26 @@ def test_out_of_memory_retries_with_fewer_windows(tiny_weights, caplog):
     torch.testing.assert_close(result, x)
     assert enhancer.windows_per_batch == 2 and sizes[:2] == [8, 4]
     assert "retrying with 4 windows per batch" in caplog.text and "retrying with 2 windows" in caplog.text
+
+
+def test_host_allocation_failure_is_an_out_of_memory_error(tiny_weights):
+    """The CPU allocator raises a plain RuntimeError; it must take the retry path, then a clear DeviceError."""
+    enhancer = Enhancer(preset("smoke").updated(windows_per_batch=2), tiny_weights, torch.device("cpu"))
+
+    def network(batch):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)")
+
+    x = torch.randn(1, 3, 40, 40, 12)
+    with pytest.raises(DeviceError, match="out of memory on cpu even with one"):
+        enhancer.evaluate(network, x, plan_windows(x.shape[2:], (16, 16, 8), 0.5))
+    assert enhancer.windows_per_batch == 1
+
+    def broken(batch):
+        raise RuntimeError("shape mismatch")  # any other error is not mistaken for memory
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        enhancer.evaluate(broken, x, plan_windows(x.shape[2:], (16, 16, 8), 0.5))
 
 
 def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, tiny_weights):
