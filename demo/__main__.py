@@ -1,13 +1,14 @@
 """``python -m demo``: simulate the demo subject, enhance it through process.py, score it, picture it.
 
-Steps (each skipped when its result is already there, unless ``--fresh``):
+Steps:
 1. simulate subject SIM9001 (a fixed seed, never used for training) into ``data/demo/`` in the
-   ULF-EnC layout (64mT, 3T and the brain mask);
+   ULF-EnC layout (64mT, 3T and the brain mask), unless it is there already (``--fresh``: again);
 2. run ``process.py --input data/demo --output data/demo-output --preset cpu`` (a real subprocess,
-   exactly what a user runs);
-3. score the identity baseline (64 mT as the prediction) and the enhanced volumes against 3 T with
-   the challenge's metric, and print both;
-4. write ``data/demo-output/comparison.png``: low field | enhanced | high field.
+   exactly what a user runs: Algorithm 1), and the same with ``--mode bridge`` into
+   ``data/demo-bridge-only`` (the bridge alone, ablation 2; ``--no-bridge-only`` skips it);
+3. score the identity baseline (64 mT as the prediction) and both outputs against 3 T with the
+   challenge's metric, and print them;
+4. write ``data/demo-output/comparison.png``: low field | enhanced | bridge only | high field.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO / "data" / "demo", help="demo input root")
     parser.add_argument("--output", type=Path, default=REPO / "data" / "demo-output", help="demo output root")
     parser.add_argument("--preset", default="cpu", help="process.py preset (default cpu)")
+    parser.add_argument("--bridge-output", type=Path, default=REPO / "data" / "demo-bridge-only",
+                        help="output root of the bridge-only comparison run")
+    parser.add_argument("--no-bridge-only", action="store_true",
+                        help="skip the bridge-only comparison run (--mode bridge, about half a minute)")
     parser.add_argument("--fresh", action="store_true", help="simulate and enhance again even if present")
     parser.add_argument("process_args", nargs="*", help="extra process.py options after --")
     args = parser.parse_args(argv)
@@ -51,23 +56,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         shutil.rmtree(args.data, ignore_errors=True)
         shutil.rmtree(args.output, ignore_errors=True)
+        shutil.rmtree(args.bridge_output, ignore_errors=True)
     if not (args.data / DEMO_SUBJECT / "64mT").is_dir():
         print(f"[demo] simulating {DEMO_SUBJECT} (seed {DEMO_SEED}) into {args.data}", flush=True)
         write_subject(args.data, DEMO_SUBJECT, generate_subject(DEMO_SEED))
 
-    command = [sys.executable, str(REPO / "process.py"), "--input", str(args.data), "--output", str(args.output),
-               "--preset", args.preset, *args.process_args]
-    print("[demo] " + " ".join(command), flush=True)
-    status = subprocess.call(command, cwd=REPO)
-    if status != 0:
-        print(f"[demo] process.py failed with exit status {status}", file=sys.stderr)
-        return status
+    runs = [(f"enhanced ({args.preset})", args.output, [])]
+    if not args.no_bridge_only:
+        runs.append(("bridge only", args.bridge_output, ["--mode", "bridge"]))
+    for label, output, extra in runs:
+        command = [sys.executable, str(REPO / "process.py"), "--input", str(args.data), "--output", str(output),
+                   "--preset", args.preset, *extra, *args.process_args]
+        print(f"[demo] {label}: " + " ".join(command), flush=True)
+        status = subprocess.call(command, cwd=REPO)
+        if status != 0:
+            print(f"[demo] process.py failed with exit status {status}", file=sys.stderr)
+            return status
 
     print("[demo] scoring against the 3 T reference with the challenge's metric", flush=True)
-    _, identity = score_roots(args.data, args.data, folder="64mT")
-    _, enhanced = score_roots(args.data, args.output, folder="Enhanced")
+    scores = [("identity (64 mT)", score_roots(args.data, args.data, folder="64mT")[1])]
+    scores += [(label, score_roots(args.data, output, folder="Enhanced")[1]) for label, output, _ in runs]
     print(f"\n{'':<22}" + "".join(f"{k:>14}" for k in METRIC_KEYS))
-    for label, summary in (("identity (64 mT)", identity), (f"enhanced ({args.preset})", enhanced)):
+    for label, summary in scores:
         print(f"{label:<22}" + "".join(f"{summary[k]:>14.4f}" for k in METRIC_KEYS))
 
     mask_path = args.data / "Masks" / DEMO_SUBJECT / f"{DEMO_SUBJECT}_T1.nii.gz"
@@ -75,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from demo.montage import save_comparison
 
-    picture = save_comparison(read_field(args.data, "64mT", DEMO_SUBJECT), read_field(args.output, "Enhanced", DEMO_SUBJECT),
-                              read_field(args.data, "3T", DEMO_SUBJECT), image_to_array(read_volume(mask_path, "mask")),
-                              args.output / "comparison.png", title=f"{DEMO_SUBJECT}: 64 mT | enhanced | 3 T")
+    columns = [("64 mT", read_field(args.data, "64mT", DEMO_SUBJECT))]
+    columns += [(label, read_field(output, "Enhanced", DEMO_SUBJECT)) for label, output, _ in runs]
+    columns.append(("3 T", read_field(args.data, "3T", DEMO_SUBJECT)))
+    picture = save_comparison(columns, image_to_array(read_volume(mask_path, "mask")), args.output / "comparison.png",
+                              title=f"{DEMO_SUBJECT}: " + " | ".join(label for label, _ in columns))
     print(f"\n[demo] enhanced volumes in {args.output / DEMO_SUBJECT / 'Enhanced'}; picture {picture}")
     print(f"[demo] done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -1,4 +1,4 @@
-"""A Figure-3-like PNG: rows T1/T2/FLAIR x views, columns low field | enhanced | high field."""
+"""A Figure-3-like PNG: rows T1/T2/FLAIR x views, columns low field | enhanced (one or more) | high field."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ CONTRASTS = ("T1", "T2", "FLAIR")
 VIEWS = ("axial", "coronal", "sagittal")
 
 
-def save_comparison(low: np.ndarray, enhanced: np.ndarray, high: np.ndarray, mask: np.ndarray, path: Path,
-                    title: str = "") -> Path:
-    """Write the comparison of (3, X, Y, Z) volumes to ``path``; each panel windowed to its own 99.5th percentile."""
+def save_comparison(columns: list[tuple[str, np.ndarray]], mask: np.ndarray, path: Path, title: str = "") -> Path:
+    """Write the comparison of (label, (3, X, Y, Z) volumes) columns to ``path``, written atomically; each
+    panel windowed to its own 99.5th percentile inside the mask, all centred on the mask's centre."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     centre = tuple(int(round(np.mean(axis))) for axis in np.nonzero(mask > 0))
-    columns = (("64 mT", low), ("enhanced", enhanced), ("3 T", high))
-    figure, axes = plt.subplots(len(CONTRASTS) * len(VIEWS), 3, figsize=(7.2, 2.3 * 9), facecolor="black")
+    figure, axes = plt.subplots(len(CONTRASTS) * len(VIEWS), len(columns), figsize=(2.4 * len(columns), 2.3 * 9),
+                                facecolor="black", squeeze=False)
     for c, contrast in enumerate(CONTRASTS):
         for column, (label, volumes) in enumerate(columns):
             volume = volumes[c]
