@@ -23,20 +23,30 @@ class RemoveNoiseVariant(str, Enum):
     POSTERIOR_MEAN = "posterior-mean"  #: the literal eq. 11
 
 
-def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: int, schedule: NoiseSchedule) -> torch.Tensor:
+Timestep = int | torch.Tensor  # one level for the whole tensor (sampling), or one per sample (training)
+
+
+def _sqrt(value: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """``sqrt(value)`` as a float, or per sample as ``like``'s dtype shaped (N, 1, ..., 1) to broadcast."""
+    if isinstance(value, float):
+        return math.sqrt(value)
+    return value.sqrt().to(like.dtype).reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: Timestep, schedule: NoiseSchedule) -> torch.Tensor:
     """Eq. 10: ``AddNoise(x, eps, t) = sqrt(alpha_bar_t) x + sqrt(1 - alpha_bar_t) eps``."""
-    _, _, alpha_bar, one_minus = schedule.coefficients(t)
-    return math.sqrt(alpha_bar) * x0 + math.sqrt(one_minus) * noise
+    alpha_bar = schedule.alpha_bar_at(t)
+    return _sqrt(alpha_bar, x0) * x0 + _sqrt(1.0 - alpha_bar, x0) * noise
 
 
-def estimate_x0(x_t: torch.Tensor, noise: torch.Tensor, t: int, schedule: NoiseSchedule) -> torch.Tensor:
+def estimate_x0(x_t: torch.Tensor, noise: torch.Tensor, t: Timestep, schedule: NoiseSchedule) -> torch.Tensor:
     """The clean-image estimate: ``(x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``.
 
     The exact inverse of :func:`add_noise` for the same noise (SPEC 3.2, the default RemoveNoise;
     also the x0-hat of the training losses, SPEC 3.3 and 3.4).
     """
-    _, _, alpha_bar, one_minus = schedule.coefficients(t)
-    return (x_t - math.sqrt(one_minus) * noise) / math.sqrt(alpha_bar)
+    alpha_bar = schedule.alpha_bar_at(t)
+    return (x_t - _sqrt(1.0 - alpha_bar, x_t) * noise) / _sqrt(alpha_bar, x_t)
 
 
 def posterior_mean(x_t: torch.Tensor, noise: torch.Tensor, t: int, schedule: NoiseSchedule) -> torch.Tensor:

@@ -34,6 +34,16 @@ class NoiseSchedule:
         """T, the number of noise levels (index T is the noisiest)."""
         return len(self.betas) - 1
 
+    def alpha_bar_at(self, t: "int | torch.Tensor") -> "float | torch.Tensor":
+        """``alpha_bar_t``: a Python float for one level, or per sample (float64, on ``t``'s device)
+        for a tensor of levels (a training batch draws one ``t`` per sample)."""
+        if isinstance(t, int):
+            return self.coefficients(t)[2]
+        t = torch.as_tensor(t).reshape(-1)
+        if t.device.type == "cpu" and (int(t.min()) < 1 or int(t.max()) > self.num_timesteps):
+            raise ValueError(f"timesteps must lie in 1..{self.num_timesteps}, got {t.tolist()}")
+        return self.alpha_bars.to(t.device)[t.long()]  # no host synchronisation for CUDA timesteps
+
     def coefficients(self, t: int) -> tuple[float, float, float, float]:
         """``(alpha_t, beta_t, alpha_bar_t, 1 - alpha_bar_t)`` of level ``t`` as Python floats."""
         if not 1 <= t <= self.num_timesteps:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from model.operators import RemoveNoiseVariant, add_noise, posterior_mean, remove_noise
+from model.operators import RemoveNoiseVariant, add_noise, estimate_x0, posterior_mean, remove_noise
 from model.schedule import cosine_schedule
 
 SCHEDULE = cosine_schedule()
@@ -43,3 +43,19 @@ def test_posterior_mean_is_eq_11():
 def test_levels_outside_the_schedule_are_refused():
     with pytest.raises(ValueError, match="outside 1..1000"):
         add_noise(torch.zeros(1), torch.zeros(1), 0, SCHEDULE)
+
+
+def test_per_sample_timesteps_equal_one_level_at_a_time():
+    """Training draws one t per sample; the same eq. 10 and x0 estimate, sample by sample."""
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.rand(3, 3, 8, 8, 4, generator=generator) * 2 - 1
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.tensor([1, 400, 1000])
+    batched = add_noise(x0, noise, t, SCHEDULE)
+    back = estimate_x0(batched, noise, t, SCHEDULE)
+    for i, level in enumerate(t.tolist()):
+        expected = add_noise(x0[i : i + 1], noise[i : i + 1], level, SCHEDULE)
+        assert torch.equal(batched[i : i + 1], expected)
+        assert torch.equal(back[i : i + 1], estimate_x0(expected, noise[i : i + 1], level, SCHEDULE))
+    with pytest.raises(ValueError, match="1..1000"):
+        add_noise(x0, noise, torch.tensor([0, 1, 2]), SCHEDULE)

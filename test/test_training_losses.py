@@ -1,4 +1,4 @@
-"""The training stage's pieces on known inputs: per-sample noising, loss terms, configuration, data split, patches."""
+"""The training stage's pieces on known inputs: loss terms, configuration, data split, patches."""
 
 from __future__ import annotations
 
@@ -9,34 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from model.operators import add_noise as add_noise_scalar
-from model.operators import estimate_x0 as estimate_x0_scalar
 from model.schedule import cosine_schedule
 from training import losses
 from training.cli import apply_overrides
 from training.config import DataConfig, RunConfig, load_config
 from training.data import split_subjects
-from training.noising import add_noise, alpha_bar_at, estimate_x0
 from training.patches import PatchDataset, StepBatches, cut, patch_start
 
 SCHEDULE = cosine_schedule()
 CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
-
-
-def test_per_sample_noising_equals_the_scalar_operators():
-    generator = torch.Generator().manual_seed(0)
-    x0 = torch.rand(3, 3, 8, 8, 4, generator=generator) * 2 - 1
-    noise = torch.randn(x0.shape, generator=generator)
-    t = torch.tensor([1, 400, 1000])
-    alpha_bar = alpha_bar_at(SCHEDULE.alpha_bars, t)
-    batched = add_noise(x0, noise, alpha_bar)
-    back = estimate_x0(batched, noise, alpha_bar)
-    for i, level in enumerate(t.tolist()):
-        expected = add_noise_scalar(x0[i : i + 1], noise[i : i + 1], level, SCHEDULE)
-        assert torch.equal(batched[i : i + 1], expected)
-        assert torch.equal(back[i : i + 1], estimate_x0_scalar(expected, noise[i : i + 1], level, SCHEDULE))
-    with pytest.raises(ValueError, match="1..1000"):
-        alpha_bar_at(SCHEDULE.alpha_bars, torch.tensor([0, 1, 2]))
 
 
 def test_sobel_response_of_a_linear_ramp():

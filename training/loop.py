@@ -129,7 +129,7 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
                                    kind == "bridge", config.seed)
     loader = patches.make_loader(dataset, step, train_cfg.steps, train_cfg.batch_size, runtime.rank,
                                  runtime.world_size, config.data.workers, runtime.device.type == "cuda")
-    validator = Validator(kind, config, subjects["validation"], runtime.device, runtime.autocast, objective.alpha_bars)
+    validator = Validator(kind, config, subjects["validation"], runtime.device, runtime.autocast, objective.schedule)
     if runtime.main and not validator.available:
         log.warning("no validation subjects: validation metrics are skipped")
     monitor = Monitor(run_dir, runtime.main, step, train_cfg.steps, train_cfg.progress)

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from model.bridge import Bridge
+from model.operators import add_noise, estimate_x0
 from model.schedule import cosine_schedule
 from model.unet import MPUNet3D
 from training import losses
 from training.config import BridgeTraining, DiffusionTraining
-from training.noising import add_noise, alpha_bar_at, estimate_x0
 
 Autocast = Callable[[], ContextManager]
 
@@ -34,19 +34,18 @@ class DiffusionObjective(nn.Module):
     def __init__(self, network: MPUNet3D, section: DiffusionTraining, autocast: Autocast = contextlib.nullcontext):
         super().__init__()
         self.network, self.section, self.autocast = network, section, autocast
-        self.register_buffer("alpha_bars", cosine_schedule(section.timesteps).alpha_bars, persistent=False)
+        self.schedule = cosine_schedule(section.timesteps)
 
     def forward(self, high: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
         s = self.section
-        alpha_bar = alpha_bar_at(self.alpha_bars, t)
-        x_t = add_noise(high, noise, alpha_bar)
+        x_t = add_noise(high, noise, t, self.schedule)
         with self.autocast():
             predicted = self.network(x_t, t)
         predicted = predicted.float()
         out = {"noise": losses.noise_loss(predicted, noise)}
         loss = out["noise"]
         if s.ssim_weight or s.sobel_weight:
-            x0_estimate = estimate_x0(x_t, predicted, alpha_bar)
+            x0_estimate = estimate_x0(x_t, predicted, t, self.schedule)
             if s.ssim_weight:
                 out["ssim"] = losses.ssim_loss(x0_estimate, high, s.ssim_window)
                 loss = loss + s.ssim_weight * out["ssim"]
@@ -63,23 +62,22 @@ class BridgeObjective(nn.Module):
     def __init__(self, network: Bridge, section: BridgeTraining, autocast: Autocast = contextlib.nullcontext):
         super().__init__()
         self.network, self.section, self.autocast = network, section, autocast
-        self.register_buffer("alpha_bars", cosine_schedule(section.timesteps).alpha_bars, persistent=False)
+        self.schedule = cosine_schedule(section.timesteps)
 
     def forward(self, high: torch.Tensor, low: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
                 identity: bool = False) -> dict[str, torch.Tensor]:
         s = self.section
-        alpha_bar = alpha_bar_at(self.alpha_bars, t)
-        noisy_high = add_noise(high, noise, alpha_bar)
+        noisy_high = add_noise(high, noise, t, self.schedule)
         if identity:
             with self.autocast():
                 residual = self.network.residual(noisy_high)
             term = losses.identity_loss(residual.float())
             return {"identity": term, "loss": s.identity_weight * term}
-        noisy_low = add_noise(low, noise, alpha_bar)  # the same eps for both fields
+        noisy_low = add_noise(low, noise, t, self.schedule)  # the same eps for both fields
         with self.autocast():
             bridged = self.network(noisy_low)
         bridged = bridged.float()
-        x0_estimate = estimate_x0(bridged, noise, alpha_bar)
+        x0_estimate = estimate_x0(bridged, noise, t, self.schedule)
         out = {"latent": losses.latent_alignment_loss(bridged, noisy_high),
                "x0": losses.clean_estimate_loss(x0_estimate, high)}
         out["loss"] = s.latent_weight * out["latent"] + s.x0_weight * out["x0"]

@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.operators import add_noise, estimate_x0
+from model.schedule import NoiseSchedule
 from training import losses
 from training.config import RunConfig
 from training.data import PreparedSubject
-from training.noising import add_noise, alpha_bar_at, estimate_x0
 from training.patches import validation_batch
 
 
@@ -31,9 +32,9 @@ class Validator:
     """Fixed validation batches of one run and the metrics on them."""
 
     def __init__(self, kind: str, config: RunConfig, subjects: list[PreparedSubject], device: torch.device,
-                 autocast: Callable[[], ContextManager], alpha_bars: torch.Tensor):
+                 autocast: Callable[[], ContextManager], schedule: NoiseSchedule):
         self.kind, self.config, self.subjects, self.device = kind, config, subjects, device
-        self.autocast, self.alpha_bars = autocast, alpha_bars
+        self.autocast, self.schedule = autocast, schedule
         section = config.section(kind)
         self.timesteps = (tuple(section.validation_timesteps) if kind == "diffusion"
                           else (section.validation_timestep,))
@@ -80,23 +81,21 @@ class Validator:
         return metrics, rows
 
     def _diffusion(self, network: nn.Module, b: dict[str, torch.Tensor]):
-        alpha_bar = alpha_bar_at(self.alpha_bars, b["t"])
-        x_t = add_noise(b["high"], b["noise"], alpha_bar)
+        x_t = add_noise(b["high"], b["noise"], b["t"], self.schedule)
         with self.autocast():
             predicted = network(x_t, b["t"]).float()
-        x0_estimate = estimate_x0(x_t, predicted, alpha_bar)
+        x0_estimate = estimate_x0(x_t, predicted, b["t"], self.schedule)
         values = {"noise_mse": F.mse_loss(predicted, b["noise"]),
                   "x0_mse": F.mse_loss(x0_estimate, b["high"]),
                   "x0_ssim": 1.0 - losses.ssim_loss(x0_estimate.clamp(-1, 1), b["high"])}
         return values, [b["high"], x_t, x0_estimate]
 
     def _bridge(self, network: nn.Module, b: dict[str, torch.Tensor]):
-        alpha_bar = alpha_bar_at(self.alpha_bars, b["t"])
-        noisy_high = add_noise(b["high"], b["noise"], alpha_bar)
-        noisy_low = add_noise(b["low"], b["noise"], alpha_bar)
+        noisy_high = add_noise(b["high"], b["noise"], b["t"], self.schedule)
+        noisy_low = add_noise(b["low"], b["noise"], b["t"], self.schedule)
         with self.autocast():
             bridged = network(noisy_low).float()
-        x0_estimate = estimate_x0(bridged, b["noise"], alpha_bar)
+        x0_estimate = estimate_x0(bridged, b["noise"], b["t"], self.schedule)
         values = {"latent_mse": F.mse_loss(bridged, noisy_high),
                   "latent_mse_no_bridge": F.mse_loss(noisy_low, noisy_high),
                   "x0_mse": F.mse_loss(x0_estimate, b["high"]),
