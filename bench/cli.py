@@ -97,7 +97,8 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 def preset_label(name: str, s: SamplerSettings) -> tuple[str, str]:
     """('preset NAME: K, J, stride', 'overlap description') of a preset."""
-    label = f"preset {name}: K {s.bridge_timestep}, J {s.refinements}, stride {s.level_stride}"
+    label = f"preset {name}: K {s.bridge_timestep}, J {s.refinements}, {len(s.levels)} levels"
+    label += f" ({s.level_spacing})" if s.level_stride > 1 else ""
     if s.refine_tolerance > 0:
         label += f", stop < {s.refine_tolerance:g}"
     overlaps = f"{s.overlap:g}"

@@ -41,7 +41,10 @@ DEFAULT_CURVE: dict[str, str] = {
     "identity (input as output)": "mode=identity",
     "bridge only": "mode=bridge",
     "cpu": "preset:cpu",
+    "cpu, uniform levels": "preset:cpu,level_spacing=uniform",
+    "cpu, 8 levels": "preset:cpu,level_stride=50",
     "stride 40, J 1": "level_stride=40,refinements=1",
+    "stride 40, J 1, quadratic": "level_stride=40,refinements=1,level_spacing=quadratic",
     "stride 16, J 1": "level_stride=16,refinements=1",
     "fast": "preset:fast",
     "stride 8, J 1": "level_stride=8,refinements=1",
@@ -56,8 +59,8 @@ DEFAULT_CURVE: dict[str, str] = {
     "stride 2, J 3": "level_stride=2",
     "paper": "preset:paper",
 }
-FIELD_TYPES = {"mode": str, "level_stride": int, "level_spacing": str, "refinements": int, "bridge_timestep": int, "overlap": float,
-               "early_overlap": float, "early_levels_fraction": float, "refine_tolerance": float}
+FIELD_TYPES = {"mode": str, "level_stride": int, "level_spacing": str, "refinements": int, "bridge_timestep": int,
+               "overlap": float, "early_overlap": float, "early_levels_fraction": float, "refine_tolerance": float}
 
 
 def parse_configuration(spec: str) -> SamplerSettings:

@@ -111,12 +111,14 @@ class SamplerSettings:
 PRESETS: dict[str, SamplerSettings] = {
     # Faithful to the paper: K = 400, J = 3, every level, overlap 0.7 (1200 whole-volume passes).
     "paper": SamplerSettings(),
-    # PROVISIONAL (being measured, docs/speed.md): strided levels and a shifted low-overlap grid early on.
+    # PROVISIONAL: 1/20.7 of paper's windows (50 levels, J 2, overlap 0.5 on a shifted grid above t = 100),
+    # chosen by cost; its score against paper needs a GPU to measure (docs/speed.md).
     "fast": SamplerSettings(level_stride=8, refinements=2, early_overlap=0.5, early_levels_fraction=0.75),
-    # For a CPU without a GPU (the demo, within about 10 minutes on 2 cores): 4 levels (400, 300, 200, 100),
-    # one refinement each, overlap 0.25. Chosen from the CPU timings of one whole-head evaluation
-    # (docs/speed.md), not from a quality sweep: the quality-time curve is still to be measured.
-    "cpu": SamplerSettings(level_stride=100, refinements=1, overlap=0.25),
+    # For a CPU without a GPU (the demo: about 6 minutes for a whole head on 2 cores): 4 levels placed
+    # quadratically (400, 225, 100, 25), one refinement each, overlap 0.25. Measured against the same
+    # 4 levels placed evenly (400, 300, 200, 100) on held-out subjects: a higher score at the same cost
+    # (docs/speed.md).
+    "cpu": SamplerSettings(level_stride=100, level_spacing="quadratic", refinements=1, overlap=0.25),
     # For tests and the container check: the whole pipeline with 2 levels, 1 refinement, no overlap.
     "smoke": SamplerSettings(bridge_timestep=2, refinements=1, overlap=0.0, compile="off"),
 }
