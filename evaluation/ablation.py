@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="enhance a centred crop of each normalised head (default: the whole head)")
     parser.add_argument("--out", type=Path, required=True, help="folder for ablation.csv, .md and .jsonl")
     args = parser.parse_args(argv)
-    settings, device = preset(args.preset).updated(window=tuple(args.window) if args.window else None), select_device(args.device)
+    settings = preset(args.preset).updated(window=tuple(args.window) if args.window else None)
+    device = select_device(args.device)
     results = Results(args.out)
     header = (f"Preset `{args.preset}`, {args.subjects} held-out simulated subjects (seeds {args.seed}..), "
               f"shape_scale {args.shape_scale}, " + (f"centred crop {tuple(args.crop)}, " if args.crop else "whole heads, ")
