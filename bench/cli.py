@@ -27,16 +27,25 @@ import torch
 from bench.case import HELD_OUT_SEED, case_score, simulated_case
 from bench.configurations import NAIVE, Engine, benchmarked_presets, default_engine, engine_of, engine_variants, preset_cost
 from bench.measure import MB, PeakMemory, Timings
+from bench.peak import achieved_tflops, compute_floor_seconds, matmul_peak_tflops
 from bench.report import table, write_json
 from bench.runner import Task, TaskFactory, run_tasks
 from model.enhancer import Enhancer, select_device
 from model.operators import add_noise
 from model.schedule import cosine_schedule
 from model.settings import PRESETS, SamplerSettings
+from model.unet import UNetConfig, describe
 from model.weights import MANIFEST_NAME
 from model.windows import plan_windows
 
 log = logging.getLogger("bench")
+
+
+def unet_flops_per_window(weights: Path, window: tuple[int, int, int]) -> float:
+    """Forward FLOPs of the weights' U-Net on one ``window`` (counted on shape-only tensors)."""
+    manifest = json.loads((weights / MANIFEST_NAME).read_text())
+    config = UNetConfig.from_dict({**manifest["networks"]["diffusion"]["config"], "window": list(window)})
+    return float(describe(config)["flops_per_window"])
 
 REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 FULL_HEAD_SHAPE = (197, 233, 189)  # the simulated 1 mm head (the ICBM152 grid)
@@ -63,6 +72,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                    help="run a preset end to end on the benchmark volume (for its score) when its extrapolated "
                         "time on that volume is below this")
     p.add_argument("--presets", nargs="*", help="presets to cost (default: all but smoke)")
+    p.add_argument("--peak", choices=("auto", "on", "off"), default="auto",
+                   help="measure the device's matmul peak for achieved-vs-peak and the compute floor (auto: on CUDA)")
     p.add_argument("--quality-json", type=Path,
                    help="a python -m bench.quality result: preset rows take their score from it (labelled)")
     args = p.parse_args(argv)
@@ -128,6 +139,19 @@ class Benchmark:
         self.tasks: dict[tuple, Task] = {}
         self.full_head = self.case.shape == FULL_HEAD_SHAPE
         self.quality = json.loads(args.quality_json.read_text()) if args.quality_json else None
+        self.unet_flops = unet_flops_per_window(args.weights, self.paper.window)
+        self.peak = self.measure_peak()
+
+    def measure_peak(self) -> dict[str, float] | None:
+        """The device's measured matmul TFLOP/s per dtype (``--peak``; auto: on CUDA only)."""
+        if self.args.peak == "off" or (self.args.peak == "auto" and self.device.type != "cuda"):
+            return None
+        cuda = self.device.type == "cuda"
+        dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16} if cuda else {"float32": torch.float32}
+        torch.backends.cuda.matmul.allow_tf32 = False
+        peak = {name: matmul_peak_tflops(self.device, dtype, 8192 if cuda else 2048) for name, dtype in dtypes.items()}
+        log.info("measured matmul peak: %s", ", ".join(f"{k} {v:.1f} TFLOP/s" for k, v in peak.items()))
+        return peak
 
     def need(self, engine: Engine, network: str, overlap: float) -> Task:
         key = (engine.key, network, overlap)
@@ -163,7 +187,14 @@ class Benchmark:
         paper_seconds = rows[1]["seconds_per_case"]
         rows += [self.preset_row(name, s, paper_seconds) for name, s in self.presets.items()]
         default = rows[1]
+        for row in rows:
+            row["achieved_tflops"] = achieved_tflops(self.unet_flops, row["windows_per_second"])
+        paper_windows = preset_cost(self.paper).evaluations * self.full_head_windows(self.paper.overlap)
         return {
+            "unet_gflop_per_window": self.unet_flops / 1e9,
+            "measured_peak_tflops": self.peak,
+            "paper_compute_floor_seconds": None if self.peak is None else {
+                dtype: compute_floor_seconds(self.unet_flops, paper_windows, tflops) for dtype, tflops in self.peak.items()},
             "benchmark": "python -m bench" + (" --quick" if self.args.quick else ""),
             "machine": {**machine(self.device), "load_average_start": self.load_average_start,
                         "load_average_end": os.getloadavg()},
@@ -274,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{document['repeats']} runs; * = full 1 mm head extrapolated from measured windows per second.")
     print(f"default configuration ({document['default_configuration']}): {document['speedup_vs_naive']:.2f}x the naive "
           f"baseline per evaluation, max |difference| {document['max_abs_diff_vs_naive']:.1e}")
+    if document["measured_peak_tflops"]:
+        for dtype, tflops in document["measured_peak_tflops"].items():
+            print(f"measured {dtype} matmul peak {tflops:.3g} TFLOP/s; the paper preset's compute floor "
+                  f"{document['paper_compute_floor_seconds'][dtype]:.0f} s ({document['unet_gflop_per_window']:.1f} "
+                  "GFLOP per U-Net window)")
     if args.json:
         write_json(args.json, document)
     return 0

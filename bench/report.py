@@ -16,6 +16,7 @@ COLUMNS = (  # (key, heading, format)
     ("seconds_per_evaluation", "s/eval", "{:.1f}"),
     ("evaluations_per_case", "evals/case", "{}"),
     ("seconds_per_case", "s/case", "{:.0f}"),
+    ("achieved_tflops", "TFLOP/s", "{:.3g}"),
     ("peak_host_added_mb", "host MB", "{:.0f}"),
     ("peak_gpu_mb", "GPU MB", "{:.0f}"),
     ("score", "score", "{:.4f}"),

@@ -24,8 +24,8 @@ SMALL_BRIDGE = dict(feature_size=12, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)
 def scratch_networks(seed: int = 0, unet: dict | None = None, bridge: dict | None = None) -> dict[str, torch.nn.Module]:
     """A randomly initialised U-Net and bridge with non-zero outputs."""
     torch.manual_seed(seed)
-    diffusion = MPUNet3D(UNetConfig(**(unet or SMALL_UNET)))
-    bridge_net = Bridge(BridgeConfig(**(bridge or SMALL_BRIDGE)))
+    diffusion = MPUNet3D(UNetConfig(**(SMALL_UNET if unet is None else unet)))
+    bridge_net = Bridge(BridgeConfig(**(SMALL_BRIDGE if bridge is None else bridge)))
     with torch.no_grad():
         diffusion.out_gain.fill_(0.3)
         for block in diffusion.modules():
@@ -39,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scratch_weights", description=__doc__.split("\n\n")[0])
     p.add_argument("directory", type=Path)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--paper-size", action="store_true",
+                   help="the default (paper-size) UNetConfig() and BridgeConfig() instead of the small ones")
     args = p.parse_args(argv)
-    manifest = save_networks(args.directory, scratch_networks(args.seed), trained=False,
+    sizes = dict(unet={}, bridge={}) if args.paper_size else {}
+    networks = scratch_networks(args.seed, **sizes)
+    manifest = save_networks(args.directory, networks, trained=False,
                              provenance={"source": "bench.scratch_weights: random initialisation, for benchmarking"})
     print(manifest)
     return 0

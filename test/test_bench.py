@@ -4,12 +4,14 @@ import pytest
 import torch
 from conftest import TEST_WINDOW, tiny_networks
 
+from bench.cli import unet_flops_per_window
 from bench.configurations import NAIVE, default_engine, engine_variants, preset_cost
 from bench.naive import naive_bridge, naive_denoiser
+from bench.peak import achieved_tflops, compute_floor_seconds, matmul_peak_tflops
 from bench.report import table
 from model.enhancer import Enhancer
 from model.settings import PRESETS, preset
-from model.unet import MPUNet3D, UNetConfig
+from model.unet import MPUNet3D, UNetConfig, describe
 from model.weights import load_network, save_networks
 
 MICRO_WINDOW = (16, 16, 8)
@@ -82,3 +84,17 @@ def test_table_marks_extrapolated_times():
              "seconds_per_case": 10.0, "seconds_per_case_source": "measured", "score": None}]
     text = table(rows)
     assert "| 2.0* |" in text and "| 10 |" in text and "| - |" in text
+
+
+def test_measured_peak_and_compute_floor():
+    peak = matmul_peak_tflops(torch.device("cpu"), torch.float32, size=128, repeats=2)
+    assert 0 < peak < 100  # a positive throughput, far below any GPU's
+    assert compute_floor_seconds(2e9, 1000, 1.0) == pytest.approx(2.0)  # 2 TFLOP at 1 TFLOP/s
+    assert achieved_tflops(2e9, 500.0) == pytest.approx(1.0)
+
+
+def test_flops_per_window_follow_the_weights_network(micro_weights):
+    small = unet_flops_per_window(micro_weights, MICRO_WINDOW)
+    assert small == describe(MICRO_UNET)["flops_per_window"] > 0
+    larger = UNetConfig.from_dict({**MICRO_UNET.to_dict(), "window": [32, 32, 16]})
+    assert unet_flops_per_window(micro_weights, (32, 32, 16)) == describe(larger)["flops_per_window"] > 4 * small
