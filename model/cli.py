@@ -22,7 +22,7 @@ from model.errors import EnhancementError, InputError, OutputError
 from model.layouts import Case, discover_cases, explicit_case
 from model.operators import RemoveNoiseVariant
 from model.sampler import Mode
-from model.settings import PRECISIONS, PRESETS, SamplerSettings, preset
+from model.settings import LEVEL_SPACINGS, PRECISIONS, PRESETS, SamplerSettings, preset
 from model.weights import MANIFEST_NAME, untrained_networks
 
 log = logging.getLogger("model")
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bridge-timestep", type=int, help="K, the bridging level (paper: 400)")
     s.add_argument("--refine", type=int, help="J, refinements per level (paper: 3)")
     s.add_argument("--level-stride", type=int, help="visit every n-th level of K..1 (paper: 1)")
-    s.add_argument("--level-spacing", choices=("uniform", "quadratic"),
+    s.add_argument("--level-spacing", choices=LEVEL_SPACINGS,
                    help="place the strided levels evenly (default) or quadratically, dense near t = 0")
     s.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (paper: 0.7)")
     s.add_argument("--window", type=int, nargs=3, metavar=("X", "Y", "Z"), help="window size (paper: 128 128 32)")
