@@ -5,7 +5,7 @@ writes it in the ULF-EnC layout; ``python -m simulation --out ROOT --subjects N 
 """
 
 from simulation.parameters import CONTRASTS
-from simulation.subject import LABEL_NAMES, SimulatedSubject, generate_subject
+from simulation.subject import LABEL_NAMES, SimulatedSubject, generate_subject, subject_variation
 from simulation.writer import write_subject
 
-__all__ = ["CONTRASTS", "LABEL_NAMES", "SimulatedSubject", "generate_subject", "write_subject"]
+__all__ = ["CONTRASTS", "LABEL_NAMES", "SimulatedSubject", "generate_subject", "subject_variation", "write_subject"]

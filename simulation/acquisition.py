@@ -69,7 +69,8 @@ def acquire_low_field(clean: np.ndarray, grid: Grid, brain: np.ndarray, acquisit
     noise there, then resampled back onto the 1 mm grid (as the challenge did with its low-field
     scans).
     """
-    blurred = ndimage.gaussian_filter(clean, point_spread_sigma(acquisition.voxel_mm, grid))
+    point_spread = tuple(v * acquisition.psf_factor for v in acquisition.voxel_mm)
+    blurred = ndimage.gaussian_filter(clean, point_spread_sigma(point_spread, grid))
     acquired_grid = grid.resized(acquisition.voxel_mm)
     misregistration = rigid_transform(grid, rng, acquisition.misregistration_deg, acquisition.misregistration_mm)
     if acquisition.distortion_rms_mm > 0:

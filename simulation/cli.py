@@ -12,7 +12,8 @@ import numpy as np
 
 from simulation.anatomy import TemplateMissing
 from simulation.montage import save_montage
-from simulation.subject import generate_subject
+from simulation.subject import generate_subject, subject_variation
+from simulation.variation import VARIATIONS
 from simulation.writer import write_subject
 
 MANIFEST = "simulation.json"
@@ -44,6 +45,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prefix", default="SIM", help="subject ID prefix (default SIM)")
     parser.add_argument("--lesions", choices=sorted(LESION_CHOICES), default="auto",
                         help="white-matter lesions: auto (the seed decides), always or never")
+    parser.add_argument("--variation", choices=VARIATIONS, default="nominal",
+                        help="simulator parameters per subject: nominal (the calibrated simulator, default), training "
+                             "(each subject drawn from the training ranges of simulation/variation.py) or shifted "
+                             "(drawn outside them: a held-out set unlike the training data)")
     parser.add_argument("--shape-scale", type=float, default=1.0,
                         help="grid spacing 1/scale mm (default 1: the full 1 mm grid; 0.5 for quick 2 mm tests)")
     parser.add_argument("--montage", type=Path, help="also write a PNG montage of the first subject")
@@ -87,10 +92,13 @@ def run(arguments: argparse.Namespace) -> None:
     entries, start = {}, time.perf_counter()
     for number in tqdm(numbers, desc="simulating", unit="subject", disable=arguments.no_progress):
         name, seed = subject_id(arguments.prefix, number), subject_seed(arguments.seed, number)
-        subject = generate_subject(seed, lesions=LESION_CHOICES[arguments.lesions], shape_scale=arguments.shape_scale)
+        variation = subject_variation(seed, arguments.variation)
+        subject = generate_subject(seed, lesions=LESION_CHOICES[arguments.lesions], shape_scale=arguments.shape_scale,
+                                   variation=variation)
         write_subject(arguments.out, name, subject)
         entries[name] = {"seed": seed, "base_seed": arguments.seed, "number": number, "lesions": subject.lesions,
-                         "shape_scale": arguments.shape_scale}
+                         "shape_scale": arguments.shape_scale, "variation": arguments.variation,
+                         "parameters": variation.to_dict()}
         if arguments.montage and number == arguments.first_id:
             save_montage(subject, arguments.montage, title=f"{name} (seed {seed}): 64 mT and 3 T")
     _update_manifest(arguments.out, entries)

@@ -97,6 +97,7 @@ class Acquisition:
       (low-field gradient non-linearity) that rigid co-registration cannot remove: RMS displacement
       and B-spline control-point spacing.
     * ``interpolation``: "linear" or "bspline", used to resample the scan back onto the 1 mm grid.
+    * ``psf_factor``: the point spread's FWHM is ``voxel_mm`` times this (1: the voxel itself).
     """
 
     voxel_mm: tuple[float, float, float]
@@ -108,6 +109,7 @@ class Acquisition:
     distortion_rms_mm: float = 0.0
     distortion_spacing_mm: float = 60.0
     interpolation: str = "linear"
+    psf_factor: float = 1.0
 
 
 # 3 T: the reference. 1 mm isotropic, mild noise, mild bias, no misregistration (it defines the grid).

@@ -36,11 +36,15 @@ def signal(tissue: Tissue, field: str, sequence: Sequence) -> float:
     raise ValueError(f"unknown sequence kind {sequence.kind!r}")
 
 
-def jittered_tissues(rng: np.random.Generator) -> dict[str, Tissue]:
-    """This subject's tissue parameters: each T1, T2 and PD times exp(N(0, sd)), shared by both fields."""
+def jittered_tissues(rng: np.random.Generator, relaxation_sd: float | None = None) -> dict[str, Tissue]:
+    """This subject's tissue parameters: each T1, T2 and PD times exp(N(0, sd)), shared by both fields.
+
+    ``relaxation_sd`` replaces the nominal T1/T2 jitter of every tissue but CSF (None: nominal).
+    """
     tissues = {}
     for name, tissue in TISSUES.items():
-        f1, f2 = np.exp(rng.normal(0.0, RELAXATION_JITTER_SD[name], 2))
+        sd = RELAXATION_JITTER_SD[name] if relaxation_sd is None or name == "csf" else relaxation_sd
+        f1, f2 = np.exp(rng.normal(0.0, sd, 2))
         fpd = np.exp(rng.normal(0.0, PD_JITTER_SD))
         tissues[name] = replace(tissue, t1_3t=tissue.t1_3t * f1, t1_64mt=tissue.t1_64mt * f1,
                                 t2_3t=tissue.t2_3t * f2, t2_64mt=tissue.t2_64mt * f2, pd=tissue.pd * fpd)
@@ -53,9 +57,13 @@ def sequences(field: str) -> dict[str, Sequence]:
 
 
 def contrast_volumes(fractions: np.ndarray, names: tuple[str, ...], tissues: dict[str, Tissue],
-                     field: str) -> np.ndarray:
-    """Noise-free (3, x, y, z) T1w, T2w and FLAIR volumes: tissue fractions weighted by pure-tissue signals."""
-    weights = np.array([[signal(tissues[name], field, sequences(field)[c]) for name in names] for c in CONTRASTS],
+                     field: str, field_sequences: dict[str, Sequence] | None = None) -> np.ndarray:
+    """Noise-free (3, x, y, z) T1w, T2w and FLAIR volumes: tissue fractions weighted by pure-tissue signals.
+
+    ``field_sequences`` replaces the field's nominal sequences (None: :func:`sequences`).
+    """
+    chosen = sequences(field) if field_sequences is None else field_sequences
+    weights = np.array([[signal(tissues[name], field, chosen[c]) for name in names] for c in CONTRASTS],
                        dtype=np.float32)
     volumes = np.empty((len(CONTRASTS),) + fractions.shape[:3], dtype=np.float32)
     for index in range(len(CONTRASTS)):

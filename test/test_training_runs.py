@@ -19,7 +19,7 @@ from training import checkpoint
 from training.cli import main
 from training.config import DataConfig
 from training.data import open_subjects, prepare_subjects
-from training.loop import build_network, train
+from training.loop import build_network, initialise_from_weights, train
 
 REPO = Path(__file__).resolve().parent.parent
 # Per network: the --set overrides of its tiny run (two steps, a checkpoint after each).
@@ -177,3 +177,31 @@ def test_the_simulated_source_is_prepared_once_with_the_inference_normalisation(
     assert 0 < subject.head.size < np.prod(subject.high.shape[1:])
     info = json.loads((tmp_path / "SIM0001" / "info.json").read_text())
     assert info["key"]["simulated"]["shape_scale"] == 0.15
+
+
+def test_a_run_can_start_from_exported_weights_and_refuses_another_architecture(runs, data_root, cache, tmp_path):
+    """train.init_weights: step 0 of a new run is the exported network (fine-tuning), checked like inference."""
+    weights = tmp_path / "weights"
+    assert main(["export", "--diffusion-run", str(runs["diffusion"]), "--bridge-run", str(runs["bridge"]),
+                 "--out", str(weights)]) == 0
+    exported = load_network(weights, "bridge")
+    config = tiny_config(data_root, cache, *RUNS["bridge"], f"train.init_weights='{weights}'")
+    network = build_network("bridge", config)
+    assert not all(torch.equal(network.state_dict()[k], v) for k, v in exported.state_dict().items())
+    initialise_from_weights(network, "bridge", weights)
+    assert all(torch.equal(network.state_dict()[k], v) for k, v in exported.state_dict().items())
+    other = build_network("diffusion", tiny_config(data_root, cache, "diffusion.network.channel_mult=[1,2,2,2]"))
+    with pytest.raises(ValueError, match="configuration differs"):
+        initialise_from_weights(other, "diffusion", weights)
+
+
+def test_a_simulated_source_with_a_variation_has_its_own_cache_key(tmp_path):
+    """data.variation changes the subjects, so it is part of the cache key; nominal keeps the old key."""
+    from training.data import _source_key
+
+    nominal = DataConfig(kind="simulated", subjects=1, seed=1)
+    varied = DataConfig(kind="simulated", subjects=1, seed=1, variation="training")
+    assert "variation" not in _source_key(nominal, "SIM0001")["simulated"]
+    assert _source_key(varied, "SIM0001")["simulated"]["variation"] == "training"
+    with pytest.raises(ValueError, match="data.variation"):
+        DataConfig(kind="simulated", variation="other")

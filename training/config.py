@@ -22,6 +22,7 @@ from model.unet import UNetConfig
 NETWORKS = ("diffusion", "bridge")
 DATA_KINDS = ("ulf-enc", "simulated")
 LESION_CHOICES = ("auto", "always", "never")
+VARIATIONS = ("nominal", "training", "shifted")  # as simulation.variation.VARIATIONS (not imported: training data may be real)
 PRECISIONS = ("bfloat16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -36,6 +37,8 @@ class DataConfig:
     seed: int = 0  # simulated: the data-set seed
     shape_scale: float = 1.0  # simulated: grid spacing 1/scale mm (1: the real 1 mm grid)
     lesions: str = "auto"  # simulated: auto | always | never
+    variation: str = "nominal"  # simulated: nominal | training | shifted (simulation/variation.py)
+    low_field_augmentation: bool = False  # bridge: random gamma, gain and noise of the 64 mT patch (training/augment.py)
     cache: str = ""  # folder of prepared (normalised) arrays; "" -> RUN_DIR/data-cache
     validation_fraction: float = 0.1  # share of subjects held out (at least one when there are two or more)
     validation_subjects: tuple[str, ...] = ()  # explicit held-out IDs (override validation_fraction)
@@ -49,6 +52,7 @@ class DataConfig:
         _check(self.kind != "ulf-enc" or bool(self.root), "data.root is required for data.kind = 'ulf-enc'")
         _check(self.subjects >= 1, f"data.subjects must be at least 1, got {self.subjects}")
         _check(0.1 <= self.shape_scale <= 1.0, f"data.shape_scale must be in [0.1, 1], got {self.shape_scale}")
+        _check(self.variation in VARIATIONS, f"data.variation must be one of {VARIATIONS}, got {self.variation!r}")
         _check(self.lesions in LESION_CHOICES, f"data.lesions must be one of {LESION_CHOICES}, got {self.lesions!r}")
         _check(0.0 <= self.validation_fraction < 1.0, f"data.validation_fraction must be in [0, 1), got {self.validation_fraction}")
         _check(len(self.patch) == 3 and min(self.patch) >= 1, f"data.patch needs 3 positive sizes, got {self.patch}")
@@ -76,6 +80,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # checkpoints (one is always written at the end)
     keep_checkpoints: int = 3  # older ones are deleted
     progress: bool = True  # a progress bar on the first process
+    init_weights: str = ""  # a weights folder (manifest.json): start this network from its exported weights (fine-tuning)
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "log_every", "validation_patches", "checkpoint_every", "keep_checkpoints")
@@ -96,7 +101,10 @@ class DiffusionTraining:
 
     network: UNetConfig = field(default_factory=UNetConfig)
     lr: float | None = None  # this network's learning rate; absent (None): train.lr
-    timesteps: int = 1000  # T of the cosine schedule; t is drawn uniformly from 1..T
+    timesteps: int = 1000  # T of the cosine schedule
+    t_min: int = 1  # training timesteps: t = t_min + floor((t_max - t_min + 1) * u ** t_power), u ~ U[0, 1)
+    t_max: int = 1000  # (t_power 1: uniform over t_min..t_max; 2: density ~ 1/sqrt(t - t_min), dense at low t)
+    t_power: float = 1.0
     ssim_weight: float = 0.1  # lambda_ssim (the paper does not state its weights)
     sobel_weight: float = 0.1  # lambda_sobel
     ssim_window: int = 7  # Gaussian SSIM window (sigma 1.5), as the challenge's 7-voxel window
@@ -107,6 +115,9 @@ class DiffusionTraining:
         _check(self.lr is None or self.lr > 0, f"diffusion.lr must be positive, got {self.lr}")
         _check(self.timesteps == self.network.num_timesteps,
                f"diffusion.timesteps ({self.timesteps}) must equal diffusion.network.num_timesteps ({self.network.num_timesteps})")
+        _check(1 <= self.t_min <= self.t_max <= self.timesteps,
+               f"diffusion needs 1 <= t_min <= t_max <= timesteps, got {self.t_min}, {self.t_max}, {self.timesteps}")
+        _check(self.t_power > 0, f"diffusion.t_power must be positive, got {self.t_power}")
         _check(self.ssim_weight >= 0 and self.sobel_weight >= 0, "diffusion.ssim_weight and sobel_weight must be non-negative")
         _check(self.ssim_window >= 3 and self.ssim_window % 2 == 1, f"diffusion.ssim_window must be odd and >= 3, got {self.ssim_window}")
         _check(all(1 <= t <= self.timesteps for t in self.validation_timesteps) and self.validation_timesteps,

@@ -78,6 +78,8 @@ def _source_key(config: DataConfig, subject: str) -> dict[str, Any]:
         number = int(subject[len(SIMULATED_PREFIX):])
         key["simulated"] = {"seed": subject_seed(config.seed, number), "data_set_seed": config.seed, "number": number,
                             "shape_scale": config.shape_scale, "lesions": config.lesions}
+        if config.variation != "nominal":  # nominal caches keep their key (and stay valid)
+            key["simulated"]["variation"] = config.variation
     else:
         files = {}
         for path in _ulf_enc_files(Path(config.root), subject).values():
@@ -120,10 +122,11 @@ def _load_ulf_enc(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray | No
 def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.ndarray]:
     """A simulated pair, normalised per contrast with the map inference uses."""
     from model.intensity import normalise_contrasts
-    from simulation import generate_subject
+    from simulation import generate_subject, subject_variation
 
     spec = _source_key(config, subject)["simulated"]
-    simulated = generate_subject(spec["seed"], lesions=LESIONS[config.lesions], shape_scale=config.shape_scale)
+    simulated = generate_subject(spec["seed"], lesions=LESIONS[config.lesions], shape_scale=config.shape_scale,
+                                 variation=subject_variation(spec["seed"], config.variation))
     high, _ = normalise_contrasts(list(simulated.high), [f"{subject} 3T {c}" for c in CONTRASTS])
     low, _ = normalise_contrasts(list(simulated.low), [f"{subject} 64mT {c}" for c in CONTRASTS])
     return high, low
@@ -215,7 +218,10 @@ def provenance(config: DataConfig, split: dict[str, list[str]]) -> dict[str, Any
                            "head_fraction": config.head_fraction, "head_threshold": config.head_threshold}
     if config.kind == "simulated":
         out["simulated"] = {"subjects": config.subjects, "data_set_seed": config.seed,
-                            "shape_scale": config.shape_scale, "lesions": config.lesions}
+                            "shape_scale": config.shape_scale, "lesions": config.lesions,
+                            "variation": config.variation}
+        if config.variation != "nominal":  # nominal caches keep their key (and stay valid)
+            key["simulated"]["variation"] = config.variation
     else:
         out["root"] = str(Path(config.root).resolve())
     return out

@@ -40,6 +40,21 @@ def build_network(kind: str, config: RunConfig) -> nn.Module:
     return MPUNet3D(network_config) if kind == "diffusion" else Bridge(network_config)
 
 
+def initialise_from_weights(network: nn.Module, kind: str, directory: Path) -> None:
+    """Copy the exported ``kind`` network of a weights folder into ``network`` (fine-tuning start).
+
+    The folder's manifest, checksum and configuration are checked as inference checks them; its
+    architecture must equal this run's.
+    """
+    from model.weights import load_network
+
+    exported = load_network(directory, kind)
+    if exported.config != network.config:
+        raise ValueError(f"train.init_weights {directory}: its {kind} network's configuration differs from this run's "
+                         f"{kind}.network ({exported.config} vs {network.config})")
+    network.load_state_dict(exported.state_dict())
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in tree.items():
@@ -118,15 +133,21 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         step, metrics = state["step"], dict(state["metrics"])
+    elif train_cfg.init_weights:
+        initialise_from_weights(network, kind, Path(train_cfg.init_weights))
+        ema = checkpoint.EMA(network, train_cfg.ema_decay)
+        if runtime.main:
+            log.info("%s initialised from the exported weights in %s", kind, train_cfg.init_weights)
     objective = build_objective(kind, network, section, runtime.autocast).to(runtime.device)
     module = objective
     if runtime.distributed:  # no buffer changes while training (no batch norm), so none to broadcast
         module = DistributedDataParallel(objective, device_ids=[runtime.local_rank] if runtime.device.type == "cuda" else None,
                                          broadcast_buffers=False)
 
-    t_range = (1, section.timesteps) if kind == "diffusion" else (section.t_min, section.t_max)
-    dataset = patches.PatchDataset(subjects["train"], config.data.patch, config.data.head_fraction, t_range,
-                                   kind == "bridge", config.seed)
+    timesteps = patches.TimestepDraw(section.t_min, section.t_max, section.t_power if kind == "diffusion" else 1.0)
+    dataset = patches.PatchDataset(subjects["train"], config.data.patch, config.data.head_fraction, timesteps,
+                                   kind == "bridge", config.seed,
+                                   augment_low=kind == "bridge" and config.data.low_field_augmentation)
     loader = patches.make_loader(dataset, step, train_cfg.steps, train_cfg.batch_size, runtime.rank,
                                  runtime.world_size, config.data.workers, runtime.device.type == "cuda")
     validator = Validator(kind, config, subjects["validation"], runtime.device, runtime.autocast, objective.schedule)

@@ -10,15 +10,17 @@ its share of the slots, see together exactly the batch that one process would.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from training.augment import augment_low_field
 from training.data import PreparedSubject
 
 BACKGROUND = -1.0  # the [-1, 1] map sends air to -1: patches reaching outside the volume are padded with it
-STREAM_SUBJECT, STREAM_PATCH, STREAM_NOISE = 1, 2, 3
+STREAM_SUBJECT, STREAM_PATCH, STREAM_NOISE, STREAM_AUGMENT = 1, 2, 3, 4
 VALIDATION_STEP = 1 << 40  # the "step" of validation samples: never a training step
 
 
@@ -52,9 +54,33 @@ def cut(volume: np.ndarray, start: Sequence[int], patch: Sequence[int]) -> np.nd
     return region
 
 
-def make_sample(subject: PreparedSubject, patch: Sequence[int], head_fraction: float, t_range: tuple[int, int],
-                with_low: bool, seed: int, *keys: int) -> dict[str, torch.Tensor]:
-    """One sample: ``high`` (and ``low``) patches (3, *patch), ``t`` (int64) and ``noise`` (3, *patch)."""
+@dataclass(frozen=True)
+class TimestepDraw:
+    """Training timesteps ``t = t_min + floor((t_max - t_min + 1) * u ** power)``, ``u ~ U[0, 1)``.
+
+    ``power`` 1 is uniform over ``t_min..t_max`` (the paper's draw); ``power`` p > 1 puts more
+    samples at low t (density proportional to ``(t - t_min) ** (1/p - 1)``): where the shipped level
+    sets spend their levels.
+    """
+
+    t_min: int
+    t_max: int
+    power: float = 1.0
+
+    def __call__(self, generator: torch.Generator) -> torch.Tensor:
+        if self.power == 1.0:
+            return torch.randint(self.t_min, self.t_max + 1, (), generator=generator)
+        u = torch.rand((), generator=generator, dtype=torch.float64)
+        offset = torch.floor((self.t_max - self.t_min + 1) * u ** self.power).to(torch.int64)
+        return (self.t_min + offset).clamp(max=self.t_max)
+
+
+def make_sample(subject: PreparedSubject, patch: Sequence[int], head_fraction: float, timesteps: TimestepDraw,
+                with_low: bool, seed: int, *keys: int, augment_low: bool = False) -> dict[str, torch.Tensor]:
+    """One sample: ``high`` (and ``low``) patches (3, *patch), ``t`` (int64) and ``noise`` (3, *patch).
+
+    ``augment_low``: the low-field patch goes through :func:`training.augment.augment_low_field`.
+    """
     position = rng(seed, STREAM_PATCH, *keys)
     shape = subject.high.shape[1:]
     if position.random() < head_fraction:
@@ -64,11 +90,13 @@ def make_sample(subject: PreparedSubject, patch: Sequence[int], head_fraction: f
         centre = [position.integers(s) for s in shape]
     start = patch_start(shape, patch, centre)
     generator = torch_generator(seed, STREAM_NOISE, *keys)
-    t = torch.randint(t_range[0], t_range[1] + 1, (), generator=generator)
+    t = timesteps(generator)
     sample = {"high": torch.from_numpy(cut(subject.high, start, patch)), "t": t,
               "noise": torch.randn((subject.high.shape[0], *patch), generator=generator)}
     if with_low:
         sample["low"] = torch.from_numpy(cut(subject.low, start, patch))
+        if augment_low:
+            sample["low"] = augment_low_field(sample["low"], torch_generator(seed, STREAM_AUGMENT, *keys))
     return sample
 
 
@@ -76,11 +104,12 @@ class PatchDataset(Dataset):
     """Map-style dataset indexed by ``(step, slot)`` of the global batch."""
 
     def __init__(self, subjects: list[PreparedSubject], patch: Sequence[int], head_fraction: float,
-                 t_range: tuple[int, int], with_low: bool, seed: int):
+                 timesteps: TimestepDraw, with_low: bool, seed: int, augment_low: bool = False):
         if not subjects:
             raise ValueError("no training subjects")
         self.subjects, self.patch, self.head_fraction = subjects, tuple(patch), head_fraction
-        self.t_range, self.with_low, self.seed = t_range, with_low, seed
+        self.timesteps, self.with_low, self.seed = timesteps, with_low, seed
+        self.augment_low = augment_low
 
     def subject_index(self, step: int, slot: int) -> int:
         """A fresh permutation of the subjects per step: a batch repeats a subject only when it has more slots."""
@@ -90,7 +119,8 @@ class PatchDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         step, slot = key
         subject = self.subjects[self.subject_index(step, slot)]
-        return make_sample(subject, self.patch, self.head_fraction, self.t_range, self.with_low, self.seed, step, slot)
+        return make_sample(subject, self.patch, self.head_fraction, self.timesteps, self.with_low, self.seed, step, slot,
+                           augment_low=self.augment_low)
 
 
 class StepBatches(Sampler):
@@ -120,6 +150,6 @@ def make_loader(dataset: PatchDataset, start: int, stop: int, batch_size: int, r
 def validation_batch(subjects: list[PreparedSubject], count: int, patch: Sequence[int], t: int, with_low: bool,
                      seed: int) -> dict[str, torch.Tensor]:
     """A fixed batch of ``count`` head-centred patches spread over ``subjects``, all at timestep ``t``."""
-    samples = [make_sample(subjects[j % len(subjects)], patch, 1.0, (t, t), with_low, seed, VALIDATION_STEP, j)
+    samples = [make_sample(subjects[j % len(subjects)], patch, 1.0, TimestepDraw(t, t), with_low, seed, VALIDATION_STEP, j)
                for j in range(count)]
     return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}

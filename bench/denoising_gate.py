@@ -1,0 +1,184 @@
+"""``python -m bench.denoising_gate``: is the diffusion network a better denoiser than a classical one?
+
+Algorithm 1 re-noises its running clean estimate to level t and takes the network's one-step
+clean estimate ``x0_hat = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(abar_t)`` (SPEC 3.2):
+at every level it visits, the network is a denoiser of Gaussian noise of standard deviation
+``sigma_t = sqrt((1 - abar_t) / abar_t)`` (in clean-image units). If a Gaussian blur or total
+variation removes that noise better, the chain adds noise instead of detail. This command is the
+training campaign's compass (issue 11): for a weights folder it prints, per t, the SSIM and PSNR of
+the network's one-step estimate on held-out 3 T crops beside the best Gaussian filter and the best
+total-variation denoiser (each at its best setting for that t, an oracle choice in their favour),
+and whether the network passes (beats both in SSIM).
+
+Data: held-out simulated subjects (seeds from :data:`HELD_OUT_SEED`, never in a training set), the
+3 T volume normalised over the whole head as inference normalises, then a centred crop. Metrics on
+the [-1, 1] scale: 3D SSIM (scikit-image, data range 2, 7-voxel window) over the crop and PSNR
+``10 log10(4 / MSE)``, averaged over subjects and contrasts; the same noise draw for every denoiser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.metrics import structural_similarity
+from skimage.restoration import denoise_tv_chambolle
+
+from evaluation.held_out import HELD_OUT_SEED, centred_crop
+from model.intensity import normalise_contrasts
+from model.layouts import CONTRASTS
+from model.operators import add_noise, estimate_x0
+from model.schedule import NoiseSchedule, cosine_schedule
+from model.weights import load_network
+
+DEFAULT_TIMESTEPS = (25, 50, 100, 200, 300, 400)
+DEFAULT_CROP = (96, 96, 48)
+GAUSSIAN_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)  # voxels
+TV_WEIGHTS = (0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.25, 0.4)  # skimage's Chambolle weight, [-1, 1] images
+REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+Denoiser = Callable[[np.ndarray, float], np.ndarray]  # (noisy image in x0 units, setting) -> estimate
+
+
+@dataclass(frozen=True)
+class Score:
+    ssim: float
+    psnr: float
+
+
+def held_out_crops(count: int, first_seed: int, crop: Sequence[int], variation: str,
+                   shape_scale: float = 1.0) -> list[np.ndarray]:
+    """``count`` held-out subjects' normalised 3 T volumes (3, X, Y, Z), centred crops."""
+    from simulation import generate_subject, subject_variation
+
+    crops = []
+    for seed in range(first_seed, first_seed + count):
+        subject = generate_subject(seed, shape_scale=shape_scale, variation=subject_variation(seed, variation))
+        high, _ = normalise_contrasts(list(subject.high), [f"held-out {seed} 3T {c}" for c in CONTRASTS])
+        crops.append(np.ascontiguousarray(high[(slice(None), *centred_crop(high.shape[1:], crop))]))
+    return crops
+
+
+def score(estimate: np.ndarray, clean: np.ndarray) -> Score:
+    """SSIM and PSNR of one (X, Y, Z) estimate on the [-1, 1] scale."""
+    estimate = np.clip(estimate, -1.0, 1.0)
+    mse = float(np.mean((estimate - clean) ** 2))
+    ssim = float(structural_similarity(estimate, clean, data_range=2.0, win_size=7))
+    return Score(ssim, 10.0 * np.log10(4.0 / max(mse, 1e-12)))
+
+
+def noise_level(t: int, schedule: NoiseSchedule) -> float:
+    """``sigma_t`` of x_t / sqrt(abar_t) in clean-image units."""
+    abar = schedule.alpha_bar_at(t)
+    return float(np.sqrt((1.0 - abar) / abar))
+
+
+def network_estimates(network: torch.nn.Module, clean: np.ndarray, noise: np.ndarray, t: int,
+                      schedule: NoiseSchedule) -> np.ndarray:
+    """The network's one-step clean estimate of ``clean`` noised to t with ``noise`` (3, X, Y, Z)."""
+    x0 = torch.from_numpy(clean)[None]
+    x_t = add_noise(x0, torch.from_numpy(noise)[None], t, schedule)
+    with torch.no_grad():
+        predicted = network(x_t, torch.full((1,), t, dtype=torch.long)).float()
+    return estimate_x0(x_t, predicted, t, schedule)[0].numpy()
+
+
+def best_classical(noisy: np.ndarray, clean: np.ndarray, denoise: Denoiser, settings: Sequence[float]) -> tuple[Score, float]:
+    """The best SSIM over ``settings`` of ``denoise`` on one (X, Y, Z) noisy image, and that setting."""
+    found = [(score(denoise(noisy, s), clean), s) for s in settings]
+    return max(found, key=lambda pair: pair[0].ssim)
+
+
+def gaussian(noisy: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(noisy, sigma)
+
+
+def total_variation(noisy: np.ndarray, weight: float) -> np.ndarray:
+    return denoise_tv_chambolle(noisy, weight=weight)
+
+
+def gate_table(network: torch.nn.Module, crops: list[np.ndarray], timesteps: Sequence[int],
+               schedule: NoiseSchedule, seed: int = 0) -> list[dict[str, float]]:
+    """One row per t: sigma_t, the network's, the best Gaussian's and the best TV's SSIM and PSNR (means)."""
+    rows = []
+    for t in timesteps:
+        sums: dict[str, list[float]] = {}
+        for index, clean in enumerate(crops):
+            noise = np.random.default_rng([seed, t, index]).standard_normal(clean.shape).astype(np.float32)
+            estimate = network_estimates(network, clean, noise, t, schedule)
+            noisy = (clean + noise_level(t, schedule) * noise).astype(np.float32)  # x_t / sqrt(abar_t)
+            for channel in range(clean.shape[0]):
+                found = {"network": score(estimate[channel], clean[channel]),
+                         "input": score(noisy[channel], clean[channel]),
+                         "gaussian": best_classical(noisy[channel], clean[channel], gaussian, GAUSSIAN_SIGMAS)[0],
+                         "tv": best_classical(noisy[channel], clean[channel], total_variation, TV_WEIGHTS)[0]}
+                for name, value in found.items():
+                    sums.setdefault(f"{name}_ssim", []).append(value.ssim)
+                    sums.setdefault(f"{name}_psnr", []).append(value.psnr)
+        row = {"t": t, "sigma": noise_level(t, schedule)}
+        row.update({key: float(np.mean(values)) for key, values in sums.items()})
+        row["passes"] = bool(row["network_ssim"] > max(row["gaussian_ssim"], row["tv_ssim"]))
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, float]]) -> str:
+    """The gate as a markdown table."""
+    lines = ["| t | σ_t | network SSIM | best Gaussian | best TV | noisy input | network PSNR | Gaussian PSNR | TV PSNR | passes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['t']} | {r['sigma']:.3f} | {r['network_ssim']:.3f} | {r['gaussian_ssim']:.3f} | "
+                     f"{r['tv_ssim']:.3f} | {r['input_ssim']:.3f} | {r['network_psnr']:.2f} | {r['gaussian_psnr']:.2f} | "
+                     f"{r['tv_psnr']:.2f} | {'yes' if r['passes'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.denoising_gate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, default=REPO_WEIGHTS, help="weights folder (default: the shipped weights)")
+    p.add_argument("--timesteps", type=int, nargs="+", default=list(DEFAULT_TIMESTEPS))
+    p.add_argument("--subjects", type=int, default=2, help="held-out simulated subjects")
+    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first held-out subject's seed")
+    p.add_argument("--variation", default="training", choices=("nominal", "training", "shifted"),
+                   help="simulator parameters of the held-out subjects (simulation/variation.py)")
+    p.add_argument("--crop", type=int, nargs=3, default=list(DEFAULT_CROP), metavar=("X", "Y", "Z"))
+    p.add_argument("--shape-scale", type=float, default=1.0)
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    try:
+        network = load_network(arguments.weights, "diffusion")
+    except Exception as error:  # noqa: BLE001 - WeightsError and OSError alike: one line
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    schedule = cosine_schedule(network.config.num_timesteps)
+    bad = [t for t in arguments.timesteps if not 1 <= t <= schedule.num_timesteps]
+    if bad:
+        print(f"error: --timesteps must lie in 1..{schedule.num_timesteps}, got {bad}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    crops = held_out_crops(arguments.subjects, arguments.seed, arguments.crop, arguments.variation, arguments.shape_scale)
+    rows = gate_table(network, crops, arguments.timesteps, schedule)
+    print(f"denoising gate: {arguments.weights}, {arguments.subjects} held-out subjects ({arguments.variation}), "
+          f"crop {'x'.join(map(str, arguments.crop))}, {time.perf_counter() - start:.0f} s")
+    print(markdown(rows))
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
