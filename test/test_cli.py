@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from model.intensity import OUTPUT_CEILING, fit_intensity_map
+
 from conftest import TEST_WINDOW, grand_challenge_paths, ulf_enc_paths, write_case
 from model.cli import main
 from model.layouts import CONTRASTS, DEFAULT_OUTPUT_SLUGS
@@ -36,7 +38,10 @@ def assert_same_geometry(output_path, input_path):
     values = sitk.GetArrayViewFromImage(out)
     assert np.all(np.isfinite(values))
     reference = sitk.GetArrayViewFromImage(ref)
-    assert reference.min() - 1e-3 <= values.min() and values.max() <= reference.max() + 1e-3
+    # outputs lie in the input's intensity map's range [-1, OUTPUT_CEILING] (model/intensity.py)
+    mapping = fit_intensity_map(reference)
+    top = mapping.low + (OUTPUT_CEILING + 1) / 2 * (mapping.high - mapping.low)
+    assert mapping.low - 1e-3 <= values.min() and values.max() <= top + 1e-3
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)

@@ -41,3 +41,16 @@ def test_mostly_constant_volume_falls_back_to_min_max():
 def test_constant_volumes_are_refused(value):
     with pytest.raises(InputError, match=f"constant \\({value:g} everywhere\\)"):
         fit_intensity_map(np.full(100, value, np.float32), "T1")
+
+
+def test_targets_keep_the_bright_tail_up_to_the_ceiling_and_outputs_are_guarded_there():
+    from model.intensity import OUTPUT_CEILING
+
+    volume = np.linspace(0, 1000, 10_001, dtype=np.float32)
+    mapping = fit_intensity_map(volume)
+    target = mapping.to_network(volume, ceiling=OUTPUT_CEILING)
+    # 1000 lies (1000 - 995) / 990 * 2 = 0.0101 above 1: kept, not clipped at 1
+    assert target.max() == pytest.approx(1.0 + 10 / 990, abs=1e-5)
+    back = mapping.from_network(np.array([-3.0, 1.1, 9.0], np.float32))
+    top = (OUTPUT_CEILING + 1) / 2 * (mapping.high - mapping.low) + mapping.low
+    np.testing.assert_allclose(back, [mapping.low, (2.1 / 2) * 990 + 5, top], rtol=1e-5)

@@ -24,7 +24,7 @@ import numpy as np
 
 from training.config import DataConfig
 
-FORMAT = 1
+FORMAT = 2  # 2: high-field targets clipped at model.intensity.OUTPUT_CEILING instead of 1
 CONTRASTS = ("T1", "T2", "FLAIR")
 SIMULATED_PREFIX = "SIM"
 LESIONS = {"auto": None, "always": True, "never": False}
@@ -101,7 +101,7 @@ def _load_ulf_enc(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray | No
     from evaluation.layout import HIGH_FIELD, LOW_FIELD
     from model.case import load_case
     from model.layouts import Case
-    from model.volume_io import grid_differences
+    from model.volume_io import grid_differences, image_to_array
 
     files = _ulf_enc_files(root, subject)
     loaded = {}
@@ -110,13 +110,14 @@ def _load_ulf_enc(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray | No
         if field == LOW_FIELD and not any(p.exists() for p in inputs.values()):
             continue
         loaded[field] = load_case(Case(case_id=f"{subject} {field}", inputs=inputs, outputs={}))
+    high = _high_field_target([image_to_array(loaded[HIGH_FIELD].working[c]) for c in CONTRASTS], subject)
     if LOW_FIELD not in loaded:
-        return loaded[HIGH_FIELD].network_input, None
+        return high, None
     differences = grid_differences(loaded[HIGH_FIELD].working["T1"], loaded[LOW_FIELD].working["T1"])
     if differences:
         raise ValueError(f"{subject}: the {HIGH_FIELD} and {LOW_FIELD} grids differ ({'; '.join(differences)}); "
                          "training needs co-registered pairs")
-    return loaded[HIGH_FIELD].network_input, loaded[LOW_FIELD].network_input
+    return high, loaded[LOW_FIELD].network_input
 
 
 def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.ndarray]:
@@ -127,9 +128,16 @@ def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.nd
     spec = _source_key(config, subject)["simulated"]
     simulated = generate_subject(spec["seed"], lesions=LESIONS[config.lesions], shape_scale=config.shape_scale,
                                  variation=subject_variation(spec["seed"], config.variation))
-    high, _ = normalise_contrasts(list(simulated.high), [f"{subject} 3T {c}" for c in CONTRASTS])
     low, _ = normalise_contrasts(list(simulated.low), [f"{subject} 64mT {c}" for c in CONTRASTS])
-    return high, low
+    return _high_field_target(list(simulated.high), subject), low
+
+
+def _high_field_target(volumes: list[np.ndarray], subject: str) -> np.ndarray:
+    """The normalised 3 T volumes as training targets: the inference map, clipped at OUTPUT_CEILING, not 1,
+    so that the networks learn the 3 T's bright tail (model/intensity.py says why)."""
+    from model.intensity import OUTPUT_CEILING, normalise_contrasts
+
+    return normalise_contrasts(volumes, [f"{subject} 3T {c}" for c in CONTRASTS], ceiling=OUTPUT_CEILING)[0]
 
 
 def head_indices(high: np.ndarray, threshold: float) -> np.ndarray:
