@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from model.intensity import OUTPUT_CEILING, fit_intensity_map
-
 from conftest import TEST_WINDOW, grand_challenge_paths, ulf_enc_paths, write_case
 from model.cli import main
+from model.intensity import OUTPUT_CEILING, fit_intensity_map
 from model.layouts import CONTRASTS, DEFAULT_OUTPUT_SLUGS
 
 GEOMETRIES = {

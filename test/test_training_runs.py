@@ -19,7 +19,7 @@ from test_training_helpers import single_thread, tiny_config, write_tiny_dataset
 from training import checkpoint
 from training.cli import main
 from training.config import DataConfig
-from training.data import open_subjects, prepare_subjects
+from training.data import open_subjects, prepare_subjects, provenance
 from training.loop import build_network, initialise_from_weights, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -205,5 +205,27 @@ def test_a_simulated_source_with_a_variation_has_its_own_cache_key(tmp_path):
     varied = DataConfig(kind="simulated", subjects=1, seed=1, variation="training")
     assert "variation" not in _source_key(nominal, "SIM0001")["simulated"]
     assert _source_key(varied, "SIM0001")["simulated"]["variation"] == "training"
+    assert provenance(varied, {"train": ["SIM0001"], "validation": []})["simulated"]["variation"] == "training"
     with pytest.raises(ValueError, match="data.variation"):
         DataConfig(kind="simulated", variation="other")
+
+
+def test_a_time_limit_stops_a_run_with_a_checkpoint_that_resumes(data_root, cache, tmp_path):
+    config = tiny_config(data_root, cache, *RUNS["diffusion"], "train.steps=5", "train.time_limit_minutes=1e-9")
+    train("diffusion", config, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step-00000001.pt"
+    train("diffusion", tiny_config(data_root, cache, *RUNS["diffusion"], "train.steps=2"), tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step-00000002.pt"
+
+
+def test_prepare_fills_the_cache_in_parallel_processes(tmp_path, capsys):
+    config = tmp_path / "prepare.toml"
+    config.write_text(f'[data]\nkind = "simulated"\nsubjects = 2\nseed = 1\nshape_scale = 0.15\nlesions = "never"\n'
+                      f'variation = "training"\ncache = "{tmp_path / "cache"}"\n')
+    assert main(["prepare", "--config", str(config), "--processes", "2"]) == 0
+    for subject in ("SIM0001", "SIM0002"):
+        info = json.loads((tmp_path / "cache" / subject / "info.json").read_text())
+        assert info["key"]["simulated"]["variation"] == "training"
+    config.write_text('[data]\nkind = "simulated"\nsubjects = 1\n')
+    assert main(["prepare", "--config", str(config)]) == 2
+    assert "data.cache" in capsys.readouterr().err

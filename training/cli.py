@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   torchrun --standalone --nproc-per-node=4 -m training diffusion --config training/configs/paper.toml --run-dir /runs/diffusion
   python -m training export --diffusion-run runs/diffusion --bridge-run runs/bridge --out weights/
   python -m training config --config training/configs/paper.toml   # print the resolved configuration
+  python -m training prepare --config training/configs/campaign-cpu.toml --processes 2  # fill the data cache first
 """
 
 
@@ -43,6 +44,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         sub.add_argument("--resume", action="store_true",
                          help="continue from the run folder's newest checkpoint (starts afresh when it has none); "
                               "without --config the run's own config.json is used")
+    prepare = commands.add_parser("prepare", help="prepare (simulate or read, normalise) a configuration's subjects "
+                                                  "into its data cache, in parallel processes")
+    _config_arguments(prepare, required=True)
+    prepare.add_argument("--processes", type=int, default=1, help="parallel processes (default 1)")
     show = commands.add_parser("config", help="print a resolved run configuration as JSON")
     _config_arguments(show, required=False)
     export = commands.add_parser("export", help="write the newest checkpoints of two runs as frozen weights + manifest")
@@ -107,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
 
             manifest = export(arguments.diffusion_run, arguments.bridge_run, arguments.out, use_ema=not arguments.raw)
             print(f"wrote {manifest}")
+            return 0
+        if arguments.command == "prepare":
+            from training.data import prepare_in_processes
+
+            config = resolve_config(arguments.config, arguments.overrides)
+            cache = prepare_in_processes(config.data, arguments.processes)
+            print(f"prepared {config.data.subjects if config.data.kind == 'simulated' else 'all'} subjects in {cache}")
             return 0
         if arguments.command == "config":
             print(json.dumps(resolve_config(arguments.config, arguments.overrides).to_dict(), indent=2))

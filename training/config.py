@@ -80,6 +80,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # checkpoints (one is always written at the end)
     keep_checkpoints: int = 3  # older ones are deleted
     progress: bool = True  # a progress bar on the first process
+    time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this much training time; 0: no limit
     init_weights: str = ""  # a weights folder (manifest.json): start this network from its exported weights (fine-tuning)
 
     def __post_init__(self) -> None:
@@ -93,6 +94,7 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         _check(self.device in DEVICES, f"train.device must be one of {DEVICES}, got {self.device!r}")
         _check(self.validate_every >= 0, "train.validate_every must be non-negative")
+        _check(self.time_limit_minutes >= 0, f"train.time_limit_minutes must be non-negative, got {self.time_limit_minutes}")
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,24 @@ def prepare_subjects(config: DataConfig, subjects: list[str], cache: Path, rank:
         prepare_subject(config, subject, cache)
 
 
+def prepare_in_processes(config: DataConfig, processes: int) -> Path:
+    """Prepare every subject of ``config`` into its cache (``data.cache``, required) with ``processes`` workers."""
+    import multiprocessing
+
+    if not config.cache:
+        raise ValueError("data.cache must name a folder to prepare into (the runs then share it)")
+    if processes < 1:
+        raise ValueError(f"--processes must be at least 1, got {processes}")
+    cache, subjects = Path(config.cache), list_subjects(config)
+    if processes == 1:
+        prepare_subjects(config, subjects, cache)
+        return cache
+    context = multiprocessing.get_context("spawn")  # no forked torch/ITK thread pools
+    with context.Pool(processes) as pool:
+        pool.starmap(prepare_subjects, [(config, subjects, cache, rank, processes) for rank in range(processes)])
+    return cache
+
+
 @dataclass
 class PreparedSubject:
     """One prepared subject, memory-mapped on first use (so it pickles cheaply into loader workers)."""
@@ -227,9 +245,8 @@ def provenance(config: DataConfig, split: dict[str, list[str]]) -> dict[str, Any
     if config.kind == "simulated":
         out["simulated"] = {"subjects": config.subjects, "data_set_seed": config.seed,
                             "shape_scale": config.shape_scale, "lesions": config.lesions,
-                            "variation": config.variation}
-        if config.variation != "nominal":  # nominal caches keep their key (and stay valid)
-            key["simulated"]["variation"] = config.variation
+                            "variation": config.variation,
+                            "low_field_augmentation": config.low_field_augmentation}
     else:
         out["root"] = str(Path(config.root).resolve())
     return out

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 # Keys that may change when a run is resumed: bookkeeping, not the optimisation.
 RESUMABLE_CHANGES = {"train.steps", "train.log_every", "train.validate_every", "train.checkpoint_every",
-                     "train.keep_checkpoints", "train.progress", "train.validation_patches", "data.workers"}
+                     "train.keep_checkpoints", "train.progress", "train.validation_patches", "data.workers",
+                     "train.time_limit_minutes", "train.init_weights"}
 
 
 def build_network(kind: str, config: RunConfig) -> nn.Module:
@@ -117,6 +118,14 @@ def train(kind: str, config: RunConfig, run_dir: Path, resume: bool = False) -> 
         stop(runtime)
 
 
+def _out_of_time(deadline: float | None, runtime: Runtime) -> bool:
+    """Whether the run's time limit has passed; under torchrun, as soon as it has on any process."""
+    if deadline is None:
+        return False
+    late = torch.tensor(float(time.perf_counter() > deadline))
+    return runtime.mean_over_processes({"late": late})["late"] > 0
+
+
 def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: Runtime) -> dict[str, float]:
     section, train_cfg = config.section(kind), config.train
     latest = _prepare_run_dir(kind, config, run_dir, resume, runtime)
@@ -161,6 +170,7 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
                         f"{runtime.device}, {'bf16 autocast' if runtime.bfloat16 else 'float32'}, "
                         f"{len(subjects['train'])} training / {len(subjects['validation'])} validation subjects")
     interval_start, interval_steps = time.perf_counter(), 0
+    deadline = time.perf_counter() + 60.0 * train_cfg.time_limit_minutes if train_cfg.time_limit_minutes else None
     try:
         for batch in loader:
             network.train()
@@ -170,7 +180,7 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
             step += 1
             interval_steps += 1
             ema.update(network, step)
-            last = step == train_cfg.steps
+            last = step == train_cfg.steps or _out_of_time(deadline, runtime)
             if step % train_cfg.log_every == 0 or last:
                 averaged = runtime.mean_over_processes(values)
                 elapsed = time.perf_counter() - interval_start
@@ -194,6 +204,11 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
                 if runtime.main:
                     checkpoint.save(run_dir, step, network, ema, optimizer, metrics, train_cfg.keep_checkpoints)
                 runtime.barrier()
+            if last:
+                if runtime.main and step < train_cfg.steps:
+                    monitor.message(f"stopped at step {step} of {train_cfg.steps}: train.time_limit_minutes "
+                                    f"({train_cfg.time_limit_minutes:g}) reached; resume with --resume")
+                break
     finally:
         monitor.close()
     return metrics
