@@ -127,9 +127,12 @@ def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, Enhanc
             try:
                 enhance_case(case, enhancer, on_level=lambda done, total: bar.update(1))
             except Exception as error:  # noqa: BLE001 - one subject must never stop the others
-                if len(cases) == 1:
-                    raise
                 log.debug("%s failed", case.case_id, exc_info=True)
+                if len(cases) == 1:
+                    if isinstance(error, EnhancementError):
+                        raise
+                    raise EnhancementError(f"{case.case_id} failed: {failure_line(error)} "
+                                           "(run with --verbose for the details)") from None
                 failures[case.case_id] = failure_line(error)
                 log.error("%s failed: %s", case.case_id, failures[case.case_id])
                 continue

@@ -86,3 +86,12 @@ def test_one_broken_subject_does_not_stop_the_others(tmp_path, caplog, monkeypat
         assert f"  {subject}: enhanced" in caplog.text
     failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("  BAD002: FAILED ")]
     assert len(failed) == 1 and "\n" not in failed[0] and "Traceback" not in caplog.text
+
+
+def test_an_unexpected_error_in_a_single_case_is_one_line_and_exit_1(tmp_path, caplog, monkeypatch):
+    paths = write_case(ulf_enc_paths(tmp_path / "in", "BAD002"))
+    raise_in_case(KeyError("ITK_FileNotes"))(tmp_path, paths, monkeypatch)
+    assert run_process("--input", tmp_path / "in", "--output", tmp_path / "out") == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["BAD002 failed: KeyError: 'ITK_FileNotes' (run with --verbose for the details)"]
+    assert "Traceback" not in caplog.text and files_under(tmp_path / "out") == []
