@@ -95,9 +95,10 @@ def network_entry(manifest: dict[str, Any], name: str, directory: Path) -> Netwo
     except TypeError as error:
         raise WeightsError(f"{where}: malformed '{name}' entry ({error})") from None
     for field, kind in (("file", str), ("sha256", str), ("architecture", str), ("config", dict)):
-        if not isinstance(getattr(parsed, field), kind) or not getattr(parsed, field):
-            raise WeightsError(f"{where}: the '{name}' entry has {field} = {json.dumps(getattr(parsed, field))}; "
-                               f"expected a non-empty {'string' if kind is str else 'object'}")
+        value = getattr(parsed, field)
+        if not isinstance(value, kind) or (kind is str and not value):
+            raise WeightsError(f"{where}: the '{name}' entry has {field} = {json.dumps(value)}; "
+                               f"expected {'a non-empty string' if kind is str else 'an object'}")
     folder = Path(directory).resolve()
     if Path(parsed.file).is_absolute() or folder not in (folder / parsed.file).resolve().parents:
         raise WeightsError(f"{where}: the '{name}' file '{parsed.file}' lies outside the weights folder {folder}; "
