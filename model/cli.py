@@ -165,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         level = logging.WARNING if failures else logging.INFO
         log.log(level, "%d of %d cases enhanced", len(cases) - len(failures), len(cases))
         for case in cases:
-            log.log(level, "  %s: %s", case.case_id, f"FAILED {failures[case.case_id]}" if case.case_id in failures else "enhanced")
+            status = f"FAILED {failures[case.case_id]}" if case.case_id in failures else "enhanced"
+            log.log(level, "  %s: %s", case.case_id, status)
     return 1 if failures else 0
 
 

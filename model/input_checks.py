@@ -82,6 +82,8 @@ def check_data_file(path: Path, suffix: str, name: str) -> None:
         if target.is_absolute() or folder not in (folder / target).resolve().parents:
             raise InputError(f"{name}: {path} takes its voxels from '{value}', outside the header's folder {folder}; "
                              "expected a data file beside the header")
+        if (folder / target).is_file():
+            check_readable(folder / target, name)
         return
     # no data-file field in the header text: the voxels follow the header (MetaImage requires the field)
 

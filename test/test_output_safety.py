@@ -185,3 +185,10 @@ def test_any_file_name_gives_three_outputs_of_that_name(tmp_path_factory, name):
     renamed = {c: p.rename(p.with_name(f"{c}{name}.mha")) or p.with_name(f"{c}{name}.mha") for c, p in inputs.items()}
     assert run_process(*explicit(renamed, folder / "out")) == 0
     assert files_under(folder / "out") == sorted(p.name for p in renamed.values())
+
+
+def test_explicit_inputs_named_dot_dot_mha_are_processed(tmp_path):
+    names = {"T1": "..mha", "T2": "...mha", "FLAIR": ".hidden.mha"}
+    inputs = write_case({c: tmp_path / "in" / names[c] for c in CONTRASTS})
+    assert run_process(*explicit(inputs, tmp_path / "out")) == 0
+    assert files_under(tmp_path / "out") == sorted(names.values())
