@@ -12,6 +12,8 @@ import torch
 from monai.networks.nets import SwinUNETR
 from torch import nn
 
+WINDOW_MULTIPLE = 32  # Swin UNETR halves each axis five times
+
 
 @dataclass(frozen=True)
 class BridgeConfig:
@@ -47,8 +49,8 @@ class Bridge(nn.Module):
         super().__init__()
         self.config = config
         for axis, size in enumerate(config.window):
-            if size % 32:
-                raise ValueError(f"Swin UNETR needs window sizes divisible by 32; axis {axis} is {size}")
+            if size % WINDOW_MULTIPLE:
+                raise ValueError(f"Swin UNETR needs window sizes divisible by {WINDOW_MULTIPLE}; axis {axis} is {size}")
         self.phi = SwinUNETR(
             in_channels=config.in_channels,
             out_channels=config.out_channels,

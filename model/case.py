@@ -10,19 +10,23 @@ import numpy as np
 import SimpleITK as sitk
 
 from model.enhancer import Enhancer
+from model.errors import InputError
 from model.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
 from model.layouts import CONTRASTS, Case
-from model.memory import check_memory
+from model.memory import check_memory, input_bytes
 from model.sampler import LevelCallback
 from model.volume_io import (
     GridTolerance,
     array_to_image,
+    check_file,
+    check_float32_range,
     check_same_grid,
     image_to_array,
     needs_resampling,
     read_volume,
     resample_onto,
     resample_to_spacing,
+    spacing_needs_resampling,
     write_volumes,
 )
 
@@ -39,6 +43,14 @@ class LoadedCase:
     intensity_maps: list[IntensityMap]  # per contrast, in CONTRASTS order
 
 
+def check_case_headers(case: Case, tol: GridTolerance = GridTolerance()) -> tuple[tuple[int, ...], int]:
+    """From the headers alone: the (x, y, z) processing shape (the largest of the three) and the bytes
+    the three files take once read, so that memory is checked before any voxel is read or resampled."""
+    headers = [check_file(case.inputs[c], f"{case.case_id} {c}")[1] for c in CONTRASTS]
+    shapes = [h.processing_shape if spacing_needs_resampling(h.spacing, tol) else h.size for h in headers]
+    return tuple(max(extents) for extents in zip(*shapes)), sum(input_bytes(h.size, h.bytes_per_voxel) for h in headers)
+
+
 def load_case(case: Case, tol: GridTolerance = GridTolerance()) -> LoadedCase:
     """Read, check and normalise the three contrasts of ``case``."""
     images = {c: read_volume(case.inputs[c], f"{case.case_id} {c}") for c in CONTRASTS}
@@ -47,9 +59,14 @@ def load_case(case: Case, tol: GridTolerance = GridTolerance()) -> LoadedCase:
     if resample:
         log.info("%s: spacing %s mm, resampling to 1 mm for processing", case.case_id, images["T1"].GetSpacing())
     working = {c: resample_to_spacing(image) if resample else image for c, image in images.items()}
-    network_input, maps = normalise_contrasts(
-        [image_to_array(working[c]) for c in CONTRASTS], [f"{case.case_id} {c} ({case.inputs[c]})" for c in CONTRASTS]
-    )
+    arrays = [image_to_array(working[c]) for c in CONTRASTS]
+    for contrast, array in zip(CONTRASTS, arrays):
+        check_float32_range(array, f"{case.case_id} {contrast}", case.inputs[contrast])
+    network_input, maps = normalise_contrasts(arrays, [f"{case.case_id} {c} ({case.inputs[c]})" for c in CONTRASTS])
+    for contrast, channel, intensity in zip(CONTRASTS, network_input, maps):
+        if not np.all(np.isfinite(channel)):
+            raise InputError(f"{case.case_id} {contrast}: {case.inputs[contrast]} spans {intensity.low:g} to "
+                             f"{intensity.high:g}, too wide a range for float32 arithmetic; expected MR intensities")
     return LoadedCase(images, working, network_input, maps)
 
 
@@ -68,9 +85,10 @@ def outputs_of(loaded: LoadedCase, enhanced: np.ndarray) -> dict[str, sitk.Image
 def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None = None) -> None:
     """Enhance one case and write its three outputs (all or none)."""
     started = time.perf_counter()
+    shape, file_bytes = check_case_headers(case)
+    check_memory(shape, len(CONTRASTS), enhancer.settings.window, enhancer.windows_per_batch, enhancer.device,
+                 case.case_id, extra_bytes=file_bytes)
     loaded = load_case(case)
-    check_memory(loaded.network_input.shape[1:], len(CONTRASTS), enhancer.settings.window,
-                 enhancer.windows_per_batch, enhancer.device, case.case_id)
     log.info("%s: loaded and normalised %s in %.1f s", case.case_id, loaded.network_input.shape[1:],
              time.perf_counter() - started)
     sampled = time.perf_counter()

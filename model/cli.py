@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -18,9 +17,11 @@ from tqdm import tqdm
 
 from model.case import enhance_case
 from model.enhancer import Enhancer, select_device
-from model.errors import EnhancementError, InputError, OutputError
+from model.errors import EnhancementError, InputError, UsageError
 from model.layouts import Case, discover_cases, explicit_case
 from model.operators import RemoveNoiseVariant
+from model.option_checks import check_options
+from model.output_paths import plan_outputs
 from model.sampler import Mode
 from model.settings import LEVEL_SPACINGS, PRECISIONS, PRESETS, SamplerSettings, preset
 from model.weights import MANIFEST_NAME, untrained_networks
@@ -100,35 +101,56 @@ def weights_dir(args: argparse.Namespace) -> Path:
     return PACKAGED_WEIGHTS
 
 
-def check_writable(folders: set[Path]) -> None:
-    """Probe each output folder (or its nearest existing parent) with a file, before any computing.
-
-    Nothing is created here, so a case that fails later leaves no empty output folders behind.
-    """
-    for folder in sorted(folders):
-        existing = folder
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise OutputError(f"output folder {folder} is not writable: {existing} is not a folder")
-        probe = existing / f".write-probe-{os.getpid()}"
-        try:
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as error:
-            raise OutputError(f"output folder {folder} is not writable: {error.strerror} ({existing})") from None
-
-
 def raise_on_termination(signum, _frame):
     """Turn SIGTERM into KeyboardInterrupt so partial outputs are cleaned up on the way out."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def failure_line(error: Exception) -> str:
+    """One line for any error: our own as they are, others with their type (a bug or an environment problem)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text if isinstance(error, EnhancementError) else f"{type(error).__name__}: {text or 'no message'}"
+
+
+def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, EnhancementError], quiet: bool) -> dict[str, str]:
+    """Every case in turn, each isolated: whatever fails in one is logged and the next goes on."""
+    failures = {case_id: failure_line(error) for case_id, error in refused.items()}
+    levels = len(enhancer.settings.levels) if enhancer.settings.mode.uses_diffusion else 0
+    for number, case in enumerate(cases, start=1):
+        if case.case_id in refused:
+            log.error("case %d/%d: %s refused: %s", number, len(cases), case.case_id, failures[case.case_id])
+            continue
+        started = time.perf_counter()
+        log.info("case %d/%d: %s", number, len(cases), case.case_id)
+        with tqdm(total=levels, desc=f"{case.case_id} levels", unit="level", disable=quiet or levels == 0,
+                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+            try:
+                enhance_case(case, enhancer, on_level=lambda done, total: bar.update(1))
+            except Exception as error:  # noqa: BLE001 - one subject must never stop the others
+                log.debug("%s failed", case.case_id, exc_info=True)
+                if len(cases) == 1:
+                    if isinstance(error, EnhancementError):
+                        raise
+                    raise EnhancementError(f"{case.case_id} failed: {failure_line(error)} "
+                                           "(run with --verbose for the details)") from None
+                failures[case.case_id] = failure_line(error)
+                log.error("%s failed: %s", case.case_id, failures[case.case_id])
+                continue
+        log.info("case %s done in %.1f s", case.case_id, time.perf_counter() - started)
+    return failures
+
+
 def run(args: argparse.Namespace) -> int:
     """Process every case; returns the exit status."""
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ValueError as error:  # invalid option values (settings validation)
+        raise UsageError(str(error)) from None
+    check_options(settings)
     cases = cases_from(args)
-    check_writable({path.parent for case in cases for path in case.outputs.values()})
+    refused = plan_outputs(cases)
+    if len(cases) == 1 and refused:
+        raise next(iter(refused.values()))
     device = select_device(args.device)
     weights = weights_dir(args)
     log.info("%d case(s), layout %s, device %s, weights %s", len(cases), cases[0].layout, device, weights)
@@ -138,26 +160,13 @@ def run(args: argparse.Namespace) -> int:
     if untrained:
         log.warning("the %s network(s) in %s are NOT trained (random initialisation): outputs are not enhanced",
                     " and ".join(untrained), weights)
-    failures: dict[str, str] = {}
-    for number, case in enumerate(cases, start=1):
-        started = time.perf_counter()
-        log.info("case %d/%d: %s", number, len(cases), case.case_id)
-        levels = len(settings.levels) if settings.mode.uses_diffusion else 0
-        with tqdm(total=levels, desc=f"{case.case_id} levels", unit="level", disable=args.quiet or levels == 0,
-                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
-            try:
-                enhance_case(case, enhancer, on_level=lambda done, total: bar.update(1))
-            except EnhancementError as error:
-                if len(cases) == 1:
-                    raise
-                log.error("%s failed: %s", case.case_id, error)
-                failures[case.case_id] = str(error)
-                continue
-        log.info("case %s done in %.1f s", case.case_id, time.perf_counter() - started)
-    if len(cases) > 1:
-        log.info("%d of %d cases enhanced", len(cases) - len(failures), len(cases))
-        for case_id, message in failures.items():
-            log.error("FAILED %s: %s", case_id, message)
+    failures = enhance_all(cases, enhancer, refused, args.quiet)
+    if len(cases) > 1:  # the summary: a warning when something failed, so that --quiet shows it too
+        level = logging.WARNING if failures else logging.INFO
+        log.log(level, "%d of %d cases enhanced", len(cases) - len(failures), len(cases))
+        for case in cases:
+            status = f"FAILED {failures[case.case_id]}" if case.case_id in failures else "enhanced"
+            log.log(level, "  %s: %s", case.case_id, status)
     return 1 if failures else 0
 
 
@@ -174,12 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, raise_on_termination)
     try:
         return run(args)
-    except ValueError as error:  # invalid option values (settings validation)
-        log.error("%s", error)
-        return 2
     except EnhancementError as error:
         log.error("%s", error)
         return error.exit_code
     except KeyboardInterrupt:
-        log.error("interrupted: no partial outputs were left behind")
+        log.error("interrupted: outputs are complete or absent, nothing partial was left behind")
         return 130
+    except Exception as error:  # noqa: BLE001 - never a traceback: one line, and the details with --verbose
+        log.debug("unexpected error", exc_info=True)
+        log.error("failed: %s (run with --verbose for the details)", failure_line(error))
+        return 1

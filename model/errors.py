@@ -11,10 +11,22 @@ class EnhancementError(Exception):
     exit_code = 1
 
 
+class UsageError(EnhancementError):
+    """An option value the program cannot take (named in the message)."""
+
+    exit_code = 2
+
+
 class InputError(EnhancementError):
     """An input volume or input folder is missing, unreadable or unusable."""
 
     exit_code = 2
+
+
+class ResultError(EnhancementError):
+    """The computed result is unusable (for instance non-finite voxels); nothing of the case is written."""
+
+    exit_code = 1
 
 
 class WeightsError(EnhancementError):

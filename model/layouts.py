@@ -61,19 +61,40 @@ def socket_slugs() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _inputs_json_paths(input_dir: Path) -> dict[str, Path]:
-    """Slug -> folder (or file) from ``inputs.json`` (a list of ``{"interface": {"slug", "relative_path"}, ...}``)."""
+    """Slug -> folder (or file) from ``inputs.json`` (a list of ``{"interface": {"slug", "relative_path"}, ...}``).
+
+    Entries without a ``relative_path`` (values that are not files) are ignored; paths must stay
+    inside ``input_dir``.
+    """
     path = input_dir / "inputs.json"
     if not path.is_file():
         return {}
+    expected = "expected a list of {'interface': {'slug': ..., 'relative_path': ...}, ...}"
     try:
         entries = json.loads(path.read_text())
-        return {
-            e["interface"]["slug"]: input_dir / e["interface"]["relative_path"]
-            for e in entries
-            if "relative_path" in e.get("interface", {})
-        }
-    except (json.JSONDecodeError, TypeError, KeyError) as error:
-        raise InputError(f"{path} is malformed ({error}); expected a list of {{'interface': {{'slug', 'relative_path'}}}}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path} is not valid JSON ({error}); {expected}") from None
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+    if not isinstance(entries, list):
+        raise InputError(f"{path} holds a JSON {type(entries).__name__}; {expected}")
+    found = {}
+    for number, entry in enumerate(entries):
+        interface = entry.get("interface") if isinstance(entry, dict) else None
+        if not isinstance(interface, dict):
+            raise InputError(f"{path}: entry {number} is {json.dumps(entry)[:80]}; {expected}")
+        if interface.get("relative_path") is None:
+            continue
+        slug, relative = interface.get("slug"), interface["relative_path"]
+        if not isinstance(slug, str) or not isinstance(relative, str) or not relative:
+            raise InputError(f"{path}: entry {number} has slug {slug!r} and relative_path {relative!r}; "
+                             "expected two non-empty strings")
+        location = input_dir / relative  # checked lexically: the platform may mount socket folders as links
+        if Path(relative).is_absolute() or os.path.normpath(relative).split(os.sep)[0] in ("..", "."):
+            raise InputError(f"{path}: entry {number} has relative_path '{relative}', which leaves {input_dir}; "
+                             "expected a path inside the input folder")
+        found[slug] = location
+    return found
 
 
 def _socket_file(folder: Path, slug: str, contrast: str) -> Path:
@@ -88,9 +109,28 @@ def _socket_file(folder: Path, slug: str, contrast: str) -> Path:
     return candidates[0]
 
 
+def file_stem(path: Path, what: str) -> str:
+    """The name without its format suffix(es); refuses names that leave nothing usable (``..mha``)."""
+    stem = path.name.split(".")[0]
+    if not stem:
+        raise InputError(f"{what}: the file name '{path.name}' has no usable stem (it starts with a dot); "
+                         "expected a name such as <name>.mha")
+    return stem
+
+
+def _distinct(slugs: dict[str, str], variable: str) -> None:
+    """Refuse two contrasts mapped onto one socket (the second would silently win)."""
+    for contrast, slug in slugs.items():
+        others = [c for c, s in slugs.items() if s == slug and c != contrast]
+        if others:
+            raise InputError(f"{variable}{contrast} and {variable}{others[0]} both name the socket '{slug}'; "
+                             "expected one socket per contrast")
+
+
 def grand_challenge_case(input_dir: Path, output_dir: Path) -> Case:
     """The one case of a Grand Challenge job."""
     in_slugs, out_slugs = socket_slugs()
+    _distinct(out_slugs, "ULF_OUTPUT_SOCKET_")
     described = _inputs_json_paths(input_dir)
     inputs, outputs = {}, {}
     for contrast in CONTRASTS:
@@ -98,8 +138,8 @@ def grand_challenge_case(input_dir: Path, output_dir: Path) -> Case:
         location = described.get(slug, input_dir / "images" / slug)
         # Grand Challenge's relative_path of an image socket is its folder (images/<slug>); accept a file too.
         inputs[contrast] = location if location.is_file() else _socket_file(location, slug, contrast)
-        outputs[contrast] = output_dir / "images" / out_slugs[contrast] / (inputs[contrast].name.split(".")[0] + ".mha")
-    return Case(case_id=inputs["T1"].name.split(".")[0], inputs=inputs, outputs=outputs, layout="grand-challenge")
+        outputs[contrast] = output_dir / "images" / out_slugs[contrast] / (file_stem(inputs[contrast], contrast) + ".mha")
+    return Case(case_id=file_stem(inputs["T1"], "T1"), inputs=inputs, outputs=outputs, layout="grand-challenge")
 
 
 def ulf_enc_cases(input_dir: Path, output_dir: Path) -> list[Case]:
@@ -126,7 +166,8 @@ def explicit_case(t1: Path, t2: Path, flair: Path, output_dir: Path) -> Case:
     if len(set(names)) != 3:
         raise InputError(f"the three inputs share a file name ({', '.join(names)}); outputs keep the input names, so they must differ")
     outputs = {c: Path(output_dir) / p.name for c, p in inputs.items()}
-    return Case(case_id=inputs["T1"].name.split(".")[0], inputs=inputs, outputs=outputs, layout="files")
+    return Case(case_id=inputs["T1"].name.split(".")[0] or inputs["T1"].name, inputs=inputs, outputs=outputs,
+                layout="files")
 
 
 def discover_cases(input_dir: Path, output_dir: Path) -> list[Case]:

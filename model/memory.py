@@ -41,12 +41,27 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
-def check_memory(shape, channels, window, windows_per_batch, device: torch.device, name: str) -> None:
-    """Refuse a case whose estimate exceeds the available memory, stating both."""
-    needed = estimate_bytes(tuple(shape), channels, tuple(window), windows_per_batch)
-    available = available_bytes(device)
-    if available is not None and needed > HEADROOM * available:
-        raise InputError(
-            f"{name}: a {'x'.join(map(str, shape))} volume needs about {needed / 2**30:.1f} GiB on {device} "
-            f"but only {available / 2**30:.1f} GiB is available; crop or downsample it, or use a larger machine"
-        )
+def input_bytes(size: tuple[int, ...], bytes_per_voxel: int) -> int:
+    """Host bytes of one input file once read: its own voxel type plus the float32 copy made of it."""
+    return math.prod(size) * (bytes_per_voxel + 4)
+
+
+def check_memory(shape, channels, window, windows_per_batch, device: torch.device, name: str,
+                 extra_bytes: int = 0) -> None:
+    """Refuse a case whose estimate exceeds the available memory, stating both.
+
+    Called with the shape a header announces, before any voxel is read or resampled. ``extra_bytes``
+    (the input files once read) and the whole-volume copies live on the host; on CUDA the device is
+    checked as well.
+    """
+    shape, window = tuple(shape), tuple(window)
+    needed = estimate_bytes(shape, channels, window, windows_per_batch)
+    host = needed if device.type == "cpu" else estimate_bytes(shape, channels, window, 0)
+    checks = [(torch.device("cpu"), host + extra_bytes)] + ([(device, needed)] if device.type != "cpu" else [])
+    for where, amount in checks:
+        available = available_bytes(where)
+        if available is not None and amount > HEADROOM * available:
+            raise InputError(
+                f"{name}: a {'x'.join(map(str, shape))} volume needs about {amount / 2**30:.1f} GiB on {where} "
+                f"but only {available / 2**30:.1f} GiB is available; crop or downsample it, or use a larger machine"
+            )

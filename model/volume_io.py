@@ -6,10 +6,6 @@ axis order and back (SPEC 2): :func:`image_to_array` and :func:`array_to_image`.
 
 from __future__ import annotations
 
-import gzip
-import os
-import struct
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from model.errors import InputError, OutputError
+from model.commit import commit, discard, partial_path
+from model.errors import InputError, OutputError, ResultError
+from model.input_checks import PROCESSING_SPACING_MM, HeaderInfo, read_header
+from model.nifti_checks import check_nifti
 
 READABLE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tif", ".tiff")
-PROCESSING_SPACING_MM = 1.0
 
 
 @dataclass(frozen=True)
@@ -39,54 +37,23 @@ def compound_suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _nifti_expected_bytes(header: bytes) -> int | None:
-    """Header offset plus voxel data size of a NIfTI-1 or NIfTI-2 file; ``None`` if not NIfTI."""
-    for order in "<>":
-        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:  # NIfTI-1
-            dims = struct.unpack(order + "8h", header[40:56])
-            bitpix = struct.unpack(order + "h", header[72:74])[0]
-            offset = int(struct.unpack(order + "f", header[108:112])[0])
-            break
-        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:  # NIfTI-2
-            dims = struct.unpack(order + "8q", header[16:80])
-            bitpix = struct.unpack(order + "h", header[12:14])[0]
-            offset = struct.unpack(order + "q", header[168:176])[0]
-            break
-    else:
-        return None
-    voxels = 1
-    for extent in dims[1 : 1 + max(0, min(int(dims[0]), 7))]:
-        voxels *= max(int(extent), 1)
-    return max(offset, 348) + voxels * bitpix // 8
-
-
-def check_nifti_complete(path: Path, name: str) -> None:
-    """Refuse a truncated NIfTI: SimpleITK reads one silently, filling the missing voxels with zeros."""
-    opener = gzip.open if compound_suffix(path) == ".nii.gz" else open
-    size, header = 0, b""
-    try:
-        with opener(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 22), b""):
-                header = header or chunk[:540]
-                size += len(chunk)
-    except (EOFError, OSError, zlib.error) as error:
-        raise InputError(f"{name}: cannot read {path}: the compressed data is truncated or corrupt ({error})") from None
-    expected = _nifti_expected_bytes(header)
-    if expected is not None and size < expected:
-        raise InputError(f"{name}: {path} is truncated: {size} bytes of NIfTI data, the header implies {expected}")
+def check_file(path: Path, name: str) -> tuple[str, HeaderInfo]:
+    """Everything that can be checked before reading voxels: existence, format, header; returns suffix and header."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{name}: file not found: {path}")
+    suffix = compound_suffix(path)
+    if suffix not in READABLE_SUFFIXES:
+        raise InputError(f"{name}: {path} has the extension '{suffix}'; expected one of {', '.join(READABLE_SUFFIXES)}")
+    return suffix, read_header(path, suffix, name)
 
 
 def read_volume(path: Path, name: str) -> sitk.Image:
     """Read one contrast and check it is a finite 3D scalar volume; ``name`` labels messages."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{name}: file not found: {path}")
-    if compound_suffix(path) not in READABLE_SUFFIXES:
-        raise InputError(
-            f"{name}: {path} has the extension '{compound_suffix(path)}'; expected one of {', '.join(READABLE_SUFFIXES)}"
-        )
-    if compound_suffix(path) in (".nii", ".nii.gz"):
-        check_nifti_complete(path, name)
+    suffix, _ = check_file(path, name)
+    if suffix in (".nii", ".nii.gz"):
+        check_nifti(path, name)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -103,6 +70,14 @@ def read_volume(path: Path, name: str) -> sitk.Image:
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
         raise InputError(f"{name}: {path} has {bad} NaN or infinite voxels; expected finite intensities")
     return image
+
+
+def check_float32_range(array: np.ndarray, name: str, path: Path) -> None:
+    """Refuse finite values that became infinite in the cast to float32 (beyond about 3.4e38)."""
+    if not np.all(np.isfinite(array)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise InputError(f"{name}: {path} has {bad} voxels beyond the float32 range (|value| > "
+                         f"{np.finfo(np.float32).max:.3g}); expected intensities that fit float32")
 
 
 def describe_grid(image: sitk.Image) -> str:
@@ -145,8 +120,10 @@ def check_same_grid(images: Mapping[str, sitk.Image], tol: GridTolerance = GridT
 
 
 def image_to_array(image: sitk.Image) -> np.ndarray:
-    """Voxels as a float32 (x, y, z) array (SimpleITK index order)."""
-    return sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)
+    """Voxels as a float32 (x, y, z) array (SimpleITK index order); values beyond float32 become infinite
+    (:func:`check_float32_range` refuses them)."""
+    with np.errstate(over="ignore"):
+        return sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)
 
 
 def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
@@ -158,7 +135,12 @@ def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
 
 def needs_resampling(image: sitk.Image, tol: GridTolerance = GridTolerance()) -> bool:
     """Whether the spacing differs from 1 mm isotropic (the grid the networks were trained on)."""
-    return not np.allclose(image.GetSpacing(), PROCESSING_SPACING_MM, rtol=0, atol=tol.isotropic_mm)
+    return spacing_needs_resampling(image.GetSpacing(), tol)
+
+
+def spacing_needs_resampling(spacing, tol: GridTolerance = GridTolerance()) -> bool:
+    """:func:`needs_resampling` from a spacing alone (a header's)."""
+    return not np.allclose(spacing, PROCESSING_SPACING_MM, rtol=0, atol=tol.isotropic_mm)
 
 
 def resample_to_spacing(image: sitk.Image, spacing_mm: float = PROCESSING_SPACING_MM) -> sitk.Image:
@@ -176,19 +158,18 @@ def resample_onto(image: sitk.Image, reference: sitk.Image) -> sitk.Image:
                          sitk.sitkFloat32)
 
 
-def temporary_path(path: Path) -> Path:
-    """A hidden sibling of ``path`` that keeps its format suffix (SimpleITK picks the writer by it)."""
-    suffix = compound_suffix(path)
-    stem = path.name[: len(path.name) - len(suffix)]
-    return path.with_name(f".{stem}.partial-{os.getpid()}{suffix}")
-
-
 def write_volumes(images: Mapping[Path, sitk.Image]) -> None:
-    """Write several images all or nothing: each to a temporary sibling first, then rename them all.
+    """Write several images all or none, never one with a non-finite voxel.
 
-    An interruption or failure before the renames leaves no output file; temporary files are
-    removed on the way out.
+    Each is written to a hidden temporary beside its target first; then all are renamed in one
+    signal-safe step (:mod:`model.commit`). A failure or interruption before that leaves no output
+    file, and the temporaries are removed on the way out.
     """
+    for path, image in images.items():
+        values = sitk.GetArrayViewFromImage(image)
+        if not np.all(np.isfinite(values)):
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            raise ResultError(f"the result for {path} has {bad} NaN or infinite voxels; nothing of this case was written")
     partials = {}
     try:
         for path, image in images.items():
@@ -197,16 +178,14 @@ def write_volumes(images: Mapping[Path, sitk.Image]) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise OutputError(f"cannot create the output folder {path.parent}: {error.strerror}") from None
-            partials[path] = temporary_path(path)
+            partials[path] = partial_path(path, compound_suffix(path))
             try:
                 sitk.WriteImage(image, str(partials[path]), useCompression=True)
             except RuntimeError as error:
                 raise OutputError(f"cannot write {path}: {str(error).strip().splitlines()[-1]}") from None
-        for path, partial in partials.items():
-            os.replace(partial, path)
+        commit(partials)
     finally:
-        for partial in partials.values():
-            partial.unlink(missing_ok=True)
+        discard(partials.values())
 
 
 def write_volume(image: sitk.Image, path: Path) -> None:

@@ -74,20 +74,36 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WeightsError(f"{path} is not valid JSON: {error}") from None
-    if manifest.get("format_version") != FORMAT_VERSION or not isinstance(manifest.get("networks"), dict):
-        raise WeightsError(f"{path}: expected format_version {FORMAT_VERSION} and a 'networks' table")
+    except OSError as error:
+        raise WeightsError(f"cannot read {path}: {error.strerror}") from None
+    if (not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION
+            or not isinstance(manifest.get("networks"), dict)):
+        raise WeightsError(f"{path}: expected a JSON object with format_version {FORMAT_VERSION} and a 'networks' table")
     return manifest
 
 
 def network_entry(manifest: dict[str, Any], name: str, directory: Path) -> NetworkEntry:
     """The manifest entry of network ``name``."""
+    where = Path(directory) / MANIFEST_NAME
     entry = manifest["networks"].get(name)
     if entry is None:
-        raise WeightsError(f"{Path(directory) / MANIFEST_NAME} has no '{name}' network")
+        raise WeightsError(f"{where} has no '{name}' network")
+    if not isinstance(entry, dict):
+        raise WeightsError(f"{where}: the '{name}' entry is a JSON {type(entry).__name__}; expected an object")
     try:
-        return NetworkEntry(name=name, **entry)
+        parsed = NetworkEntry(name=name, **entry)
     except TypeError as error:
-        raise WeightsError(f"{Path(directory) / MANIFEST_NAME}: malformed '{name}' entry ({error})") from None
+        raise WeightsError(f"{where}: malformed '{name}' entry ({error})") from None
+    for field, kind in (("file", str), ("sha256", str), ("architecture", str), ("config", dict)):
+        value = getattr(parsed, field)
+        if not isinstance(value, kind) or (kind is str and not value):
+            raise WeightsError(f"{where}: the '{name}' entry has {field} = {json.dumps(value)}; "
+                               f"expected {'a non-empty string' if kind is str else 'an object'}")
+    folder = Path(directory).resolve()
+    if Path(parsed.file).is_absolute() or folder not in (folder / parsed.file).resolve().parents:
+        raise WeightsError(f"{where}: the '{name}' file '{parsed.file}' lies outside the weights folder {folder}; "
+                           "expected a file inside it")
+    return parsed
 
 
 def load_network(directory: Path, name: str, device: torch.device | str = "cpu") -> nn.Module:
@@ -111,6 +127,9 @@ def load_network(directory: Path, name: str, device: torch.device | str = "cpu")
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
         raise WeightsError(f"{name}: cannot load {path}: {error}") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise WeightsError(f"{name}: {path} holds a {type(checkpoint).__name__}; expected a mapping with "
+                           "'architecture', 'config' and a 'state_dict' mapping")
     if checkpoint.get("architecture") != entry.architecture or checkpoint.get("config") != entry.config:
         raise WeightsError(
             f"{name}: the configuration stored in {path} does not match {directory / MANIFEST_NAME} "
@@ -167,4 +186,5 @@ def save_networks(
 def untrained_networks(directory: Path, names: tuple[str, ...] = NETWORK_NAMES) -> list[str]:
     """Names among ``names`` whose manifest entry says they are not trained."""
     manifest = read_manifest(directory)
-    return [name for name in names if not manifest["networks"].get(name, {}).get("trained", False)]
+    entries = manifest["networks"]
+    return [n for n in names if not (isinstance(entries.get(n), dict) and entries[n].get("trained", False) is True)]

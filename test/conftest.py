@@ -92,3 +92,17 @@ def grand_challenge_paths(root: Path) -> dict[str, Path]:
 def ulf_enc_paths(root: Path, subject: str) -> dict[str, Path]:
     """``root/<ID>/64mT/<ID>_<contrast>.nii.gz`` per contrast."""
     return {c: root / subject / "64mT" / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
+
+
+def run_process(*args, weights=None, mode="identity") -> int:
+    """``process.py`` in this process: identity mode needs no networks (I/O paths only), else the smoke preset."""
+    extra = ["--mode", mode, "--weights", str(weights or "/nonexistent-weights")] if mode == "identity" else \
+        ["--mode", mode, "--weights", str(weights), "--preset", "smoke", "--window", *map(str, TEST_WINDOW)]
+    from model.cli import main
+
+    return main([*map(str, args), *extra, "--quiet"])
+
+
+def files_under(folder: Path) -> list[str]:
+    """Every file below ``folder`` (hidden ones included), relative, sorted."""
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else []

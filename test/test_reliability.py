@@ -47,7 +47,7 @@ def test_missing_contrast_in_one_subject_does_not_stop_the_others(tmp_path, tiny
     code = main([str(a) for a in ["--input", tmp_path / "in", "--output", tmp_path / "out", "--weights", tiny_weights,
                                   "--preset", "smoke", "--window", *TEST_WINDOW, "--quiet"]])
     assert code == 1
-    assert "FAILED BAD002: BAD002 FLAIR: file not found" in caplog.text
+    assert "BAD002: FAILED BAD002 FLAIR: file not found" in caplog.text
     assert (tmp_path / "out" / "GOOD001" / "Enhanced" / "GOOD001_FLAIR.nii.gz").is_file()
     assert not (tmp_path / "out" / "BAD002").exists()
 
