@@ -29,7 +29,7 @@ from bench.sweep import RunLog, enhance_and_score, sweep
 from model.engine import select_device
 from model.enhancer import Enhancer
 from model.operators import add_noise
-from model.options import add_crop, add_device, add_weights, add_window, parse_overrides, window_of
+from model.options import add_crop, add_device, add_seed, add_weights, add_window, parse_overrides, window_of
 from model.settings import PRESETS, SamplerSettings, preset
 from model.weights import load_network, load_schedule
 from model.windows import evaluate_in_windows, plan_windows
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the table over held-out simulated subjects and write CSV and markdown."""
     parser = argparse.ArgumentParser(prog="python -m bench.ablation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--subjects", type=int, default=3, help="held-out simulated subjects (default 3)")
-    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=f"first subject seed (default {HELD_OUT_SEED})")
+    add_seed(parser, HELD_OUT_SEED, f"first subject seed (default {HELD_OUT_SEED})")
     parser.add_argument("--shape-scale", type=float, default=1.0, help="simulator shape_scale (<1: smaller heads)")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="sampler settings (default paper)")
     add_weights(parser)

@@ -34,7 +34,7 @@ from bench.sweep import RunLog, enhance_and_score, sweep
 from model.cost import case_cost
 from model.engine import select_device
 from model.enhancer import Enhancer
-from model.options import add_crop, add_device, add_weights, add_window, configured, window_of
+from model.options import add_crop, add_device, add_seed, add_weights, add_window, configured, window_of
 from model.settings import PRESETS, SamplerSettings
 
 log = logging.getLogger("bench.quality")
@@ -76,7 +76,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     add_weights(p)
     add_device(p)
     p.add_argument("--subjects", type=int, default=2, help="held-out simulated subjects")
-    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first subject's seed (then seed+1, ...)")
+    add_seed(p, HELD_OUT_SEED, "first subject's seed (then seed+1, ...)")
     p.add_argument("--shape-scale", type=float, default=1.0)
     add_crop(p)
     add_window(p)
