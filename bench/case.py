@@ -1,25 +1,36 @@
-"""The benchmark's input: a held-out simulated subject, normalised like the product does, and its score."""
+"""Held-out simulated subjects, normalised like the product does, and their scores: the input of the
+benchmark, the quality curve and the ablation table.
+
+Simulated training sets use small seeds (``python -m simulation --seed 0``: subjects 0, 1, ...);
+held-out evaluation starts at :data:`HELD_OUT_SEED`, so the two never share a subject. A crop is
+taken *after* the whole head has been normalised, so that a cropped run is a part of a full-head run
+(the same intensity maps), only cheaper; windows at the crop's faces see less context.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from evaluation.held_out import HELD_OUT_SEED, centred_crop
 from evaluation.metrics import challenge_metrics
 from model.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
 from model.layouts import CONTRASTS
-from simulation import generate_subject
+from simulation import SimulatedSubject, generate_subject, subject_variation
+
+HELD_OUT_SEED = 90_000
+SOURCES = {"low": "64 mT input", "high": "3 T input"}  # which field of the subject is the network input
+
 
 @dataclass(frozen=True)
 class BenchCase:
-    """One subject: the normalised low-field network input, the 3 T reference and the brain mask."""
+    """One subject: the normalised network input, the 3 T reference and the brain mask."""
 
     name: str
     network_input: np.ndarray  # (3, X, Y, Z) float32 in [-1, 1]
-    maps: list[IntensityMap]  # the low-field intensity maps, to write outputs back on their scale
+    maps: list[IntensityMap]  # the input's intensity maps, to write outputs back on their scale
     high: np.ndarray  # (3, X, Y, Z) 3 T reference
     mask: np.ndarray  # (X, Y, Z) brain mask
 
@@ -28,11 +39,28 @@ class BenchCase:
         return tuple(self.network_input.shape[1:])
 
 
-def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Sequence[int] | None = None) -> BenchCase:
-    """Simulate subject ``seed`` (about 25 s for a full head), normalise its low field as the product does
-    (percentiles of the whole head), and optionally crop it: a crop is a part of a full-head run."""
-    subject = generate_subject(seed, shape_scale=shape_scale)
-    network_input, maps = normalise_contrasts(list(subject.low), list(CONTRASTS))  # the whole head's intensity maps
+def centred_crop(shape: Sequence[int], size: Sequence[int] | None) -> tuple[slice, ...]:
+    """Slices of a centred crop of ``size`` (each axis at most the volume's) of a volume of ``shape``."""
+    if size is None:
+        return tuple(slice(None) for _ in shape)
+    if len(size) != len(shape) or any(c < 1 for c in size):
+        raise ValueError(f"a crop needs {len(shape)} positive sizes, got {tuple(size)}")
+    return tuple(slice((n - min(c, n)) // 2, (n - min(c, n)) // 2 + min(c, n)) for n, c in zip(shape, size))
+
+
+@lru_cache(maxsize=2)
+def simulated_subject(seed: int, shape_scale: float, variation: str = "nominal") -> SimulatedSubject:
+    """Subject ``seed`` of the simulator (about 25 s for a full head; the last two are kept), with its
+    simulator parameters drawn for ``variation`` (nominal, training or shifted: simulation/variation.py)."""
+    return generate_subject(seed, shape_scale=shape_scale, variation=subject_variation(seed, variation))
+
+
+def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Sequence[int] | None = None,
+                   source: str = "low", variation: str = "nominal") -> BenchCase:
+    """Subject ``seed``'s ``source`` field ("low", or "high" for the upper bound) normalised as the product
+    does (percentiles of the whole head), optionally cropped: a crop is a part of a full-head run."""
+    subject = simulated_subject(seed, shape_scale, variation)
+    network_input, maps = normalise_contrasts(list(getattr(subject, source)), list(CONTRASTS))
     box = centred_crop(subject.mask.shape, crop)
     network_input = np.ascontiguousarray(network_input[(slice(None), *box)])
     high, mask = subject.high[(slice(None), *box)], subject.mask[box]
@@ -40,11 +68,22 @@ def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Se
         raise ValueError(f"the crop {crop} of subject {seed} holds no brain")
     shape = "x".join(str(n) for n in mask.shape)
     name = f"simulated subject {seed}, {shape} at {1 / shape_scale:g} mm" + (" (centred crop)" if crop else "")
+    name += "" if variation == "nominal" else f", {variation} parameters"
+    name += "" if source == "low" else f", {SOURCES[source]}"
     return BenchCase(name, network_input, maps, np.ascontiguousarray(high), np.ascontiguousarray(mask))
+
+
+def contrast_scores(case: BenchCase, enhanced: np.ndarray) -> list[dict]:
+    """The challenge's metrics of a network-scale output, one row per contrast."""
+    output = denormalise_contrasts(enhanced, case.maps)
+    return [{"contrast": c, **challenge_metrics(output[i], case.high[i], case.mask)} for i, c in enumerate(CONTRASTS)]
+
+
+def mean_scores(rows: list[dict]) -> dict[str, float]:
+    """Each metric of :func:`contrast_scores`'s rows averaged over the contrasts."""
+    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0] if key != "contrast"}
 
 
 def case_score(case: BenchCase, enhanced: np.ndarray) -> dict[str, float]:
     """The challenge's metrics of a network-scale output, averaged over the three contrasts."""
-    output = denormalise_contrasts(enhanced, case.maps)
-    rows = [challenge_metrics(output[i], case.high[i], case.mask) for i in range(len(CONTRASTS))]
-    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    return mean_scores(contrast_scores(case, enhanced))

@@ -25,29 +25,23 @@ from typing import Any
 import torch
 
 from bench.case import HELD_OUT_SEED, case_score, simulated_case
-from bench.configurations import NAIVE, Engine, benchmarked_presets, default_engine, engine_of, engine_variants, preset_cost
+from bench.configurations import NAIVE, Engine, benchmarked_presets, default_engine, engine_variants
 from bench.measure import MB, PeakMemory, Timings
+from bench.network_size import unet_flops_per_window
 from bench.peak import achieved_tflops, compute_floor_seconds, matmul_peak_tflops
 from bench.report import table, write_json
 from bench.runner import Task, TaskFactory, run_tasks
-from model.enhancer import Enhancer, select_device
+from model.cost import case_cost
+from model.engine import select_device
+from model.enhancer import Enhancer
 from model.operators import add_noise
-from model.schedule import cosine_schedule
+from model.options import add_crop, add_device, add_seed, add_weights, add_window, window_of
 from model.settings import PRESETS, SamplerSettings
-from model.unet import UNetConfig, describe
-from model.weights import MANIFEST_NAME
-from model.windows import plan_windows
+from model.weights import MANIFEST_NAME, load_schedule
+from model.windows import window_count
 
 log = logging.getLogger("bench")
 
-
-def unet_flops_per_window(weights: Path, window: tuple[int, int, int]) -> float:
-    """Forward FLOPs of the weights' U-Net on one ``window`` (counted on shape-only tensors)."""
-    manifest = json.loads((weights / MANIFEST_NAME).read_text())
-    config = UNetConfig.from_dict({**manifest["networks"]["diffusion"]["config"], "window": list(window)})
-    return float(describe(config)["flops_per_window"])
-
-REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 FULL_HEAD_SHAPE = (197, 233, 189)  # the simulated 1 mm head (the ICBM152 grid)
 CPU_CROP = (166, 166, 50)  # 2 x 2 x 3 windows of 128x128x32 at overlap 0.7
 QUICK_CROP = (128, 128, 41)  # 1 x 1 x 2 windows
@@ -56,16 +50,15 @@ QUICK_CROP = (128, 128, 41)  # 1 x 1 x 2 windows
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, default=REPO_WEIGHTS, help="weights folder with manifest.json (default weights/)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_weights(p)
+    add_device(p)
     p.add_argument("--quick", action="store_true", help="a 2-window crop, fewer engines, 2 repeats (minutes on a CPU)")
     p.add_argument("--full-volume", action="store_true", help="time the whole head (default on CUDA)")
     p.add_argument("--json", type=Path, help="also write the rows and the summary to this JSON file")
-    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="simulated subject (held out from training)")
+    add_seed(p, HELD_OUT_SEED, "simulated subject (held out from training)")
     p.add_argument("--shape-scale", type=float, default=1.0, help="simulation grid scale (1: the 1 mm head)")
-    p.add_argument("--crop", type=int, nargs=3, metavar=("X", "Y", "Z"),
-                   help=f"time a centred crop of the head (CPU default {' '.join(map(str, CPU_CROP))})")
-    p.add_argument("--window", type=int, nargs=3, metavar=("X", "Y", "Z"), help="window (default: the presets')")
+    add_crop(p, f"time a centred crop of the head (CPU default {' '.join(map(str, CPU_CROP))})")
+    add_window(p)
     p.add_argument("--repeats", type=int, help="timed evaluations per engine (default 3, --quick 2)")
     p.add_argument("--level", type=int, default=200, help="diffusion level t of the timed evaluations")
     p.add_argument("--score-budget", type=float, default=0.0, metavar="SECONDS",
@@ -107,14 +100,13 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 
 def preset_label(name: str, s: SamplerSettings) -> tuple[str, str]:
-    """('preset NAME: K, J, stride', 'overlap description') of a preset."""
-    label = f"preset {name}: K {s.bridge_timestep}, J {s.refinements}, {len(s.levels)} levels"
-    label += f" ({s.level_spacing})" if s.level_stride > 1 else ""
-    if s.refine_tolerance > 0:
-        label += f", stop < {s.refine_tolerance:g}"
-    overlaps = f"{s.overlap:g}"
+    """('preset NAME: K, J, levels', 'overlap description') of a preset."""
+    a, e = s.algorithm, s.engine
+    label = f"preset {name}: K {a.bridge_timestep}, J {a.refinements}, {len(case_cost((1, 1, 1), s).levels)} levels"
+    label += f" ({a.level_spacing})" if a.level_stride > 1 else ""
+    overlaps = f"{e.overlap:g}"
     if s.uses_early_grid:
-        overlaps += f"; {s.early_overlap:g} shifted above t={s.early_levels_above}"
+        overlaps += f"; {e.early_overlap:g} shifted above t={s.early_levels_above}"
     return label, overlaps
 
 
@@ -124,7 +116,7 @@ class Benchmark:
     def __init__(self, args: argparse.Namespace, device: torch.device):
         self.args, self.device = args, device
         self.load_average_start = os.getloadavg()
-        window = tuple(args.window) if args.window else None
+        window = self.window = window_of(args)
         presets = benchmarked_presets()
         if args.presets:
             presets = {name: presets[name] for name in args.presets}
@@ -134,12 +126,12 @@ class Benchmark:
         log.info("benchmark volume: %s", self.case.name)
         x0 = torch.from_numpy(self.case.network_input)[None].to(device)
         noise = torch.randn(x0.shape, generator=torch.Generator(device).manual_seed(0), device=device)
-        x_t = add_noise(x0, noise, args.level, cosine_schedule())
+        x_t = add_noise(x0, noise, args.level, load_schedule(args.weights))
         self.factory = TaskFactory(args.weights, self.paper, device, x_t, args.level)
         self.tasks: dict[tuple, Task] = {}
         self.full_head = self.case.shape == FULL_HEAD_SHAPE
         self.quality = json.loads(args.quality_json.read_text()) if args.quality_json else None
-        self.unet_flops = unet_flops_per_window(args.weights, self.paper.window)
+        self.unet_flops = unet_flops_per_window(args.weights, self.paper.engine.window)
         self.peak = self.measure_peak()
 
     def measure_peak(self) -> dict[str, float] | None:
@@ -160,7 +152,8 @@ class Benchmark:
         return self.tasks[key]
 
     def full_head_windows(self, overlap: float) -> int:
-        return plan_windows(FULL_HEAD_SHAPE, self.paper.window, overlap).num_windows
+        """Windows of one evaluation of the full head at ``overlap``."""
+        return window_count(FULL_HEAD_SHAPE, self.paper.engine.window, overlap)
 
     def seconds_full_head(self, task: Task, overlap: float | None = None) -> float:
         """Seconds per evaluation of the full head at ``overlap`` (default the task's): measured, or
@@ -171,14 +164,14 @@ class Benchmark:
         return self.full_head_windows(overlap) / (task.windows / task.timings.median)
 
     def run(self) -> dict[str, Any]:
-        engines = engine_variants(self.device, self.args.quick)
-        overlap = self.paper.overlap
+        engines = engine_variants(self.device, self.args.quick, self.window)
+        overlap = self.paper.engine.overlap
         for engine in engines:
             self.need(engine, "diffusion", overlap)
-        for engine in (NAIVE, default_engine()):
+        for engine in (NAIVE, default_engine(self.window)):
             self.need(engine, "bridge", overlap)
         for name, settings in self.presets.items():  # presets with engine settings of their own
-            engine = engine_of(settings, f"preset {name}")
+            engine = Engine(f"preset {name}", settings.engine)
             self.need(engine, "diffusion", overlap)
             self.need(engine, "bridge", overlap)
         log.info("%d tasks, %d repeats each", len(self.tasks), self.args.repeats)
@@ -189,7 +182,7 @@ class Benchmark:
         default = rows[1]
         for row in rows:
             row["achieved_tflops"] = achieved_tflops(self.unet_flops, row["windows_per_second"])
-        paper_windows = preset_cost(self.paper).evaluations * self.full_head_windows(self.paper.overlap)
+        paper_windows = case_cost(FULL_HEAD_SHAPE, self.paper).unet_windows
         return {
             "unet_gflop_per_window": self.unet_flops / 1e9,
             "measured_peak_tflops": self.peak,
@@ -198,7 +191,7 @@ class Benchmark:
             "benchmark": "python -m bench" + (" --quick" if self.args.quick else ""),
             "machine": {**machine(self.device), "load_average_start": self.load_average_start,
                         "load_average_end": os.getloadavg()},
-            "volume": self.case.name, "full_head_shape": list(FULL_HEAD_SHAPE), "window": list(self.paper.window),
+            "volume": self.case.name, "full_head_shape": list(FULL_HEAD_SHAPE), "window": list(self.paper.engine.window),
             "level": self.args.level, "repeats": self.args.repeats, "weights": str(self.args.weights),
             "extrapolated": "seconds marked *_source=extrapolated are full-head times from measured windows per second",
             "default_configuration": default["configuration"],
@@ -219,17 +212,19 @@ class Benchmark:
 
     def engine_row(self, engine: Engine) -> dict[str, Any]:
         """One engine at the paper preset's settings; a case is the paper's K x J evaluations."""
-        task = self.need(engine, "diffusion", self.paper.overlap)
-        naive = self.need(NAIVE, "diffusion", self.paper.overlap)
-        bridge = self.need(NAIVE if engine.naive else default_engine(), "bridge", self.paper.overlap)
-        evaluations = preset_cost(self.paper).evaluations
-        windows = self.full_head_windows(self.paper.overlap)
-        voxels = math.prod(self.paper.window)
+        overlap = self.paper.engine.overlap
+        task = self.need(engine, "diffusion", overlap)
+        naive = self.need(NAIVE, "diffusion", overlap)
+        bridge = self.need(NAIVE if engine.naive else default_engine(self.window), "bridge", overlap)
+        evaluations = case_cost(FULL_HEAD_SHAPE, self.paper).evaluations
+        windows = self.full_head_windows(overlap)
+        voxels = math.prod(self.paper.engine.window)
         timing = self._timing_fields(task)
+        e = engine.settings
         return {
-            "configuration": engine.name, "kind": "engine", "overlaps": f"{self.paper.overlap:g}",
-            "windows_per_batch": engine.windows_per_batch, "channels_last": engine.channels_last,
-            "precision": engine.precision, "compile": engine.compile, "cuda_graphs": engine.cuda_graphs,
+            "configuration": engine.name, "kind": "engine", "overlaps": f"{overlap:g}",
+            "windows_per_batch": e.windows_per_batch, "channels_last": e.channels_last,
+            "precision": e.precision, "compile": e.compile,
             "compiled": task.compiled, "warmup_seconds": task.warmup_seconds,
             "windows_per_evaluation": windows, "network_voxels_per_evaluation": windows * voxels,
             "network_voxels_per_case": (evaluations + 1) * windows * voxels,
@@ -244,31 +239,28 @@ class Benchmark:
     def preset_row(self, name: str, settings: SamplerSettings, paper_seconds: float) -> dict[str, Any]:
         """One preset with its own engine settings; per-case time summed over its window grids
         (evaluations on each grid times its full-head windows over the engine's windows per second)."""
-        engine = engine_of(settings, f"preset {name}")
-        cost = preset_cost(settings)
-        voxels = math.prod(settings.window)
-        main = self.need(engine, "diffusion", self.paper.overlap)
-        bridge = self.need(engine, "bridge", self.paper.overlap)
-        seconds = self.seconds_full_head(bridge, settings.overlap)
-        network_voxels = self.full_head_windows(settings.overlap) * voxels
-        for o, n in cost.evaluations_by_overlap.items():
-            seconds += n * self.seconds_full_head(main, o)
-            network_voxels += n * self.full_head_windows(o) * voxels
+        engine = Engine(f"preset {name}", settings.engine)
+        cost = case_cost(FULL_HEAD_SHAPE, settings)
+        overlap, voxels = settings.engine.overlap, math.prod(settings.engine.window)
+        main = self.need(engine, "diffusion", self.paper.engine.overlap)
+        bridge = self.need(engine, "bridge", self.paper.engine.overlap)
+        seconds = self.seconds_full_head(bridge, overlap) + sum(
+            n * self.seconds_full_head(main, o) for o, n in cost.evaluations_by_overlap.items())
         label, overlaps = preset_label(name, settings)
         row = {
             "configuration": label, "kind": "preset", "preset": name, "settings": settings.to_dict(),
-            "overlaps": overlaps, "windows_per_evaluation": self.full_head_windows(settings.overlap),
-            "network_voxels_per_evaluation": self.full_head_windows(settings.overlap) * voxels,
-            "network_voxels_per_case": network_voxels, **self._timing_fields(main),
-            "seconds_per_evaluation": self.seconds_full_head(main, settings.overlap),
-            "seconds_per_evaluation_source": "measured" if self.full_head and settings.overlap == main.overlap
+            "overlaps": overlaps, "windows_per_evaluation": cost.windows_by_overlap[overlap],
+            "network_voxels_per_evaluation": cost.windows_by_overlap[overlap] * voxels,
+            "network_voxels_per_case": cost.windows * voxels, **self._timing_fields(main),
+            "seconds_per_evaluation": self.seconds_full_head(main, overlap),
+            "seconds_per_evaluation_source": "measured" if self.full_head and overlap == main.overlap
             else "extrapolated",
-            "evaluations_per_case": ("<= " if cost.at_most else "") + str(cost.evaluations),
+            "evaluations_per_case": str(cost.evaluations),
             "evaluations_by_overlap": {f"{o:g}": n for o, n in cost.evaluations_by_overlap.items()},
             "seconds_per_case": seconds, "seconds_per_case_source": "extrapolated",
             "time_vs_paper": paper_seconds / seconds, "score": None,
         }
-        volume_seconds = seconds * main.windows / self.full_head_windows(self.paper.overlap)  # about
+        volume_seconds = seconds * main.windows / self.full_head_windows(self.paper.engine.overlap)  # about
         if self.args.score_budget and volume_seconds <= self.args.score_budget:
             row.update(self.end_to_end(settings))
         elif self.quality is not None:

@@ -32,7 +32,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_tv_chambolle
 
-from evaluation.held_out import HELD_OUT_SEED, centred_crop
+from bench.case import HELD_OUT_SEED, centred_crop
 from model.intensity import normalise_contrasts
 from model.layouts import CONTRASTS
 from model.operators import add_noise, estimate_x0

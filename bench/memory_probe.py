@@ -14,15 +14,15 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
 import torch
 
-from bench.cli import FULL_HEAD_SHAPE, REPO_WEIGHTS
+from bench.cli import FULL_HEAD_SHAPE
 from bench.measure import MB, PeakMemory
 from model.bridge import Bridge, BridgeConfig
-from model.enhancer import select_device
+from model.engine import select_device
 from model.memory import VOLUME_COPIES
+from model.options import add_device, add_weights
 from model.unet import MPUNet3D, UNetConfig
 from model.weights import load_network
 
@@ -38,9 +38,9 @@ def probe(network: torch.nn.Module, call, batch: int, window: tuple[int, ...], d
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.memory_probe", description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, default=REPO_WEIGHTS)
+    add_weights(p)
     p.add_argument("--paper-networks", action="store_true", help="probe the default (paper-size) networks")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device(p)
     p.add_argument("--windows-per-batch", type=int, default=4)
     p.add_argument("--window", type=int, nargs=3, default=[128, 128, 32])
     args = p.parse_args(argv)

@@ -17,7 +17,8 @@ import time
 import torch
 
 from bench.measure import synchronize
-from model.enhancer import select_device
+from model.engine import select_device
+from model.options import add_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -53,7 +54,7 @@ def achieved_tflops(flops_per_window: float, windows_per_second: float) -> float
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.peak", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device(p)
     p.add_argument("--size", type=int, help="matrix size (default 8192 on CUDA, 2048 on the CPU)")
     p.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES),
                    help="default: float32 and bfloat16 on CUDA (TF32 off), float32 on the CPU")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -18,10 +18,11 @@ import torch
 from bench.configurations import Engine
 from bench.measure import PeakMemory, Timings
 from bench.naive import naive_bridge, naive_denoiser
-from model.enhancer import CompiledNetwork, Enhancer
+from model.engine import CompiledNetwork
+from model.enhancer import Enhancer
 from model.settings import SamplerSettings
 from model.weights import load_network
-from model.windows import plan_windows
+from model.windows import window_count
 
 log = logging.getLogger(__name__)
 
@@ -63,29 +64,31 @@ class TaskFactory:
         return self._naive_networks[name]
 
     def task(self, engine: Engine, network: str, overlap: float) -> Task:
-        """One task; for the fast engine this goes through :class:`model.enhancer.Enhancer` itself."""
-        windows = plan_windows(self.shape, self.base.window, overlap).num_windows
+        """One task; for the fast engine this goes through :class:`model.enhancer.Enhancer` and its engine."""
+        window = self.base.engine.window
+        windows = window_count(self.shape, window, overlap)
         x_t, level = self.x_t, self.level
         if engine.naive:
             if network == "diffusion":
-                denoise = naive_denoiser(self._naive_network("diffusion"), self.base.window, overlap)
+                denoise = naive_denoiser(self._naive_network("diffusion"), window, overlap)
                 return Task(engine, network, overlap, windows, lambda: denoise(x_t, level))
-            residual = naive_bridge(self._naive_network("bridge"), self.base.window, overlap)
+            residual = naive_bridge(self._naive_network("bridge"), window, overlap)
             return Task(engine, network, overlap, windows, lambda: residual(x_t))
-        settings = engine.settings(self.base).updated(overlap=overlap, mode="full")
-        if network == "bridge":  # the U-Net is not evaluated: do not wrap it for compilation
-            settings = settings.updated(compile="off")
-        enhancer = Enhancer(settings, self.weights, self.device)
-        plans = enhancer.plans_for(self.shape)  # compiles the U-Net when the settings say so
-        evaluate = enhancer.denoiser(plans) if network == "diffusion" else enhancer.bridge_residual(plans)
+        # one grid (the task's overlap); the bridge task does not evaluate the U-Net: do not compile it
+        execution = replace(engine.settings, window=window, overlap=overlap, early_overlap=None, early_levels_fraction=0.0,
+                            compile=engine.settings.compile if network == "diffusion" else "off")
+        enhancer = Enhancer(SamplerSettings(self.base.algorithm, execution).updated(mode="full"), self.weights, self.device)
+        plans = enhancer.prepare(self.shape)  # compiles the U-Net when the settings say so
+        evaluate = (enhancer.engine.denoiser(plans, enhancer.settings.algorithm.seed) if network == "diffusion"
+                    else enhancer.engine.bridge_residual(plans))
         arguments = (x_t, level) if network == "diffusion" else (x_t,)
 
         def run() -> torch.Tensor:
-            with torch.inference_mode(), enhancer.autocast():
+            with enhancer.engine.running():
                 return evaluate(*arguments)
 
         return Task(engine, network, overlap, windows, run, compiled=network == "diffusion"
-                    and isinstance(enhancer.unet, CompiledNetwork))
+                    and isinstance(enhancer.engine.unet, CompiledNetwork))
 
 
 def run_tasks(tasks: list[Task], repeats: int, device: torch.device) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from evaluation.layout import ENHANCED
+from model.layouts import ENHANCED
 from evaluation.report import format_table, write_csv, write_json
 from evaluation.scoring import EvaluationInputError, score_roots
 

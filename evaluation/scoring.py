@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from evaluation.layout import CONTRASTS, ENHANCED, HIGH_FIELD, mask_path, reference_subjects, volume_path
+from model.layouts import CONTRASTS, ENHANCED, HIGH_FIELD, mask_path, reference_subjects, volume_path
 from evaluation.metrics import FAILURE_VALUES, METRIC_KEYS, challenge_metrics, final_score
 
 

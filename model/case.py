@@ -86,14 +86,14 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
     """Enhance one case and write its three outputs (all or none)."""
     started = time.perf_counter()
     shape, file_bytes = check_case_headers(case)
-    check_memory(shape, len(CONTRASTS), enhancer.settings.window, enhancer.windows_per_batch, enhancer.device,
-                 case.case_id, extra_bytes=file_bytes)
+    check_memory(shape, len(CONTRASTS), enhancer.settings.engine.window, enhancer.engine.windows_per_batch,
+                 enhancer.device, case.case_id, extra_bytes=file_bytes)
     loaded = load_case(case)
     log.info("%s: loaded and normalised %s in %.1f s", case.case_id, loaded.network_input.shape[1:],
              time.perf_counter() - started)
     sampled = time.perf_counter()
     enhanced = enhancer.enhance(loaded.network_input, on_level=on_level)
-    log.info("%s: %s sampling in %.1f s", case.case_id, enhancer.settings.mode.value, time.perf_counter() - sampled)
+    log.info("%s: %s sampling in %.1f s", case.case_id, enhancer.settings.algorithm.mode.value, time.perf_counter() - sampled)
     written = time.perf_counter()
     write_volumes({case.outputs[c]: image for c, image in outputs_of(loaded, enhanced).items()})
     log.info("%s: wrote %s in %.1f s", case.case_id, ", ".join(str(case.outputs[c]) for c in CONTRASTS),

@@ -16,20 +16,33 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.case import enhance_case
-from model.enhancer import Enhancer, select_device
+from model.engine import select_device
+from model.enhancer import Enhancer
 from model.errors import EnhancementError, InputError, UsageError
 from model.layouts import Case, discover_cases, explicit_case
-from model.operators import RemoveNoiseVariant
 from model.option_checks import check_options
+from model.options import DEFAULT_WEIGHTS, add_device, add_weights, setting_argument
 from model.output_paths import plan_outputs
-from model.sampler import Mode
-from model.settings import LEVEL_SPACINGS, PRECISIONS, PRESETS, SamplerSettings, preset
+from model.schedule import sampling_levels
+from model.settings import PRESETS, SamplerSettings, preset
 from model.weights import MANIFEST_NAME, untrained_networks
 
 log = logging.getLogger("model")
 
-PACKAGED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 MODEL_TARBALL_WEIGHTS = Path("/opt/ml/model")  # where Grand Challenge extracts a model tarball
+SAMPLER_FLAGS = {  # flag -> (setting, help); each typed by its settings field (model.options)
+    "--mode": ("mode", "ablation mode (default: full)"),
+    "--bridge-timestep": ("bridge_timestep", "K, the bridging level (paper: 400)"),
+    "--refine": ("refinements", "J, refinements per level (paper: 3)"),
+    "--level-stride": ("level_stride", "visit every n-th level of K..1 (paper: 1)"),
+    "--level-spacing": ("level_spacing", "place the strided levels evenly (default) or quadratically, dense near t = 0"),
+    "--overlap": ("overlap", "sliding-window overlap in [0, 1) (paper: 0.7)"),
+    "--window": ("window", "window size (paper: 128 128 32)"),
+    "--windows-per-batch": ("windows_per_batch", "windows per network call (default 4)"),
+    "--precision": ("precision", "float32, or bfloat16 autocast on CUDA"),
+    "--remove-noise": ("remove_noise", "RemoveNoise reading: x0 estimate (default) or the literal eq. 11 posterior mean"),
+    "--seed": ("seed", "random seed (default 0)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,24 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--t2", type=Path, help="low-field T2w file")
     io.add_argument("--flair", type=Path, help="low-field FLAIR file")
     io.add_argument("--output-dir", type=Path, help="folder for the enhanced files (names kept)")
-    io.add_argument("--weights", type=Path, help="weights folder with manifest.json "
-                    f"(default: {MODEL_TARBALL_WEIGHTS} if it has one, else {PACKAGED_WEIGHTS})")
+    add_weights(io, default=None, help="weights folder with manifest.json "
+                f"(default: {MODEL_TARBALL_WEIGHTS} if it has one, else {DEFAULT_WEIGHTS})")
     s = p.add_argument_group("sampler (a preset, then any of these override it)")
     s.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="named bundle of settings (default: paper)")
-    s.add_argument("--mode", choices=[m.value for m in Mode], help="ablation mode (default: full)")
-    s.add_argument("--bridge-timestep", type=int, help="K, the bridging level (paper: 400)")
-    s.add_argument("--refine", type=int, help="J, refinements per level (paper: 3)")
-    s.add_argument("--level-stride", type=int, help="visit every n-th level of K..1 (paper: 1)")
-    s.add_argument("--level-spacing", choices=LEVEL_SPACINGS,
-                   help="place the strided levels evenly (default) or quadratically, dense near t = 0")
-    s.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1) (paper: 0.7)")
-    s.add_argument("--window", type=int, nargs=3, metavar=("X", "Y", "Z"), help="window size (paper: 128 128 32)")
-    s.add_argument("--windows-per-batch", type=int, help="windows per network call (default 4)")
-    s.add_argument("--precision", choices=PRECISIONS, help="float32, or bfloat16 autocast on CUDA")
-    s.add_argument("--remove-noise", choices=[v.value for v in RemoveNoiseVariant],
-                   help="RemoveNoise reading: x0 estimate (default) or the literal eq. 11 posterior mean")
-    s.add_argument("--seed", type=int, help="random seed (default 0)")
-    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="compute device (default auto)")
+    for flag, (name, help) in SAMPLER_FLAGS.items():
+        setting_argument(s, flag, name, help)
+    add_device(s)
     o = p.add_argument_group("output")
     o.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bar")
     o.add_argument("--verbose", action="store_true", help="debug logging")
@@ -72,12 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> SamplerSettings:
     """The preset with the explicitly given options applied."""
-    return preset(args.preset).updated(
-        mode=args.mode, bridge_timestep=args.bridge_timestep, refinements=args.refine,
-        level_stride=args.level_stride, level_spacing=args.level_spacing, overlap=args.overlap, window=args.window,
-        windows_per_batch=args.windows_per_batch, precision=args.precision,
-        remove_noise=args.remove_noise, seed=args.seed,
-    )
+    return preset(args.preset).updated(**{name: getattr(args, name) for name, _ in SAMPLER_FLAGS.values()})
 
 
 def cases_from(args: argparse.Namespace) -> list[Case]:
@@ -98,7 +95,7 @@ def weights_dir(args: argparse.Namespace) -> Path:
         return args.weights
     if (MODEL_TARBALL_WEIGHTS / MANIFEST_NAME).is_file():
         return MODEL_TARBALL_WEIGHTS
-    return PACKAGED_WEIGHTS
+    return DEFAULT_WEIGHTS
 
 
 def raise_on_termination(signum, _frame):
@@ -115,7 +112,8 @@ def failure_line(error: Exception) -> str:
 def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, EnhancementError], quiet: bool) -> dict[str, str]:
     """Every case in turn, each isolated: whatever fails in one is logged and the next goes on."""
     failures = {case_id: failure_line(error) for case_id, error in refused.items()}
-    levels = len(enhancer.settings.levels) if enhancer.settings.mode.uses_diffusion else 0
+    a = enhancer.settings.algorithm
+    levels = len(sampling_levels(a.bridge_timestep, a.level_count, a.level_spacing)) if a.mode.uses_diffusion else 0
     for number, case in enumerate(cases, start=1):
         if case.case_id in refused:
             log.error("case %d/%d: %s refused: %s", number, len(cases), case.case_id, failures[case.case_id])

@@ -5,7 +5,9 @@ Three layouts:
 * **Grand Challenge**: ``IN/images/<socket-slug>/<uuid>.mha`` (or ``.tif``), one file per socket,
   optionally described by ``IN/inputs.json``; outputs ``OUT/images/<output-slug>/<uuid>.mha``.
 * **ULF-EnC**: ``IN/<ID>/64mT/<ID>_{T1,T2,FLAIR}.nii.gz`` for every subject found; outputs
-  ``OUT/<ID>/Enhanced/<ID>_{T1,T2,FLAIR}.nii.gz``.
+  ``OUT/<ID>/Enhanced/<ID>_{T1,T2,FLAIR}.nii.gz``. The challenge's reference data adds
+  ``ROOT/<ID>/3T/<ID>_<C>.nii.gz`` (high field) and ``ROOT/Masks/<ID>/<ID>_T1.nii.gz`` (brain masks);
+  the evaluation, the simulator and the training stage find them through the names defined here.
 * **Explicit files**: ``--t1 --t2 --flair`` and ``--output-dir``; outputs keep the input names.
 
 Socket slugs default to the names in :data:`DEFAULT_INPUT_SLUGS` / :data:`DEFAULT_OUTPUT_SLUGS`
@@ -38,8 +40,12 @@ DEFAULT_OUTPUT_SLUGS = {
     "FLAIR": "enhanced-flair-brain-mri",
 }
 GRAND_CHALLENGE_SUFFIXES = (".mha", ".tif", ".tiff")
-ULF_ENC_LOW_FIELD = "64mT"
-ULF_ENC_OUTPUT = "Enhanced"
+# The ULF-EnC folders: ROOT/<ID>/<folder>/<ID>_<contrast>.nii.gz, and ROOT/Masks/<ID>/<ID>_T1.nii.gz.
+HIGH_FIELD = "3T"
+LOW_FIELD = "64mT"
+ENHANCED = "Enhanced"
+MASKS = "Masks"
+SUFFIX = ".nii.gz"
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -147,14 +153,14 @@ def ulf_enc_cases(input_dir: Path, output_dir: Path) -> list[Case]:
     cases = []
     for folder in sorted(p for p in input_dir.iterdir() if p.is_dir()):
         subject = folder.name
-        if not (folder / ULF_ENC_LOW_FIELD).is_dir():
-            log.info("skipping %s: no %s folder (not a subject)", folder, ULF_ENC_LOW_FIELD)
+        if not (folder / LOW_FIELD).is_dir():
+            log.info("skipping %s: no %s folder (not a subject)", folder, LOW_FIELD)
             continue
         if not SUBJECT_ID.match(subject):
             log.warning("skipping %s: '%s' is not a valid subject ID", folder, subject)
             continue
-        inputs = {c: folder / ULF_ENC_LOW_FIELD / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
-        outputs = {c: output_dir / subject / ULF_ENC_OUTPUT / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
+        inputs = {c: folder / LOW_FIELD / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
+        outputs = {c: output_dir / subject / ENHANCED / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
         cases.append(Case(case_id=subject, inputs=inputs, outputs=outputs, layout="ulf-enc"))
     return cases
 
@@ -185,3 +191,19 @@ def discover_cases(input_dir: Path, output_dir: Path) -> list[Case]:
             f"(images/{in_slugs['T1']}/*.mha, ...) or the ULF-EnC layout (<ID>/64mT/<ID>_T1.nii.gz, ...)"
         )
     return cases
+
+
+def volume_path(root: Path, subject_id: str, folder: str, contrast: str) -> Path:
+    """``root/<ID>/<folder>/<ID>_<contrast>.nii.gz`` (folder: 3T, 64mT or Enhanced)."""
+    return Path(root) / subject_id / folder / f"{subject_id}_{contrast}{SUFFIX}"
+
+
+def mask_path(root: Path, subject_id: str) -> Path:
+    """``root/Masks/<ID>/<ID>_T1.nii.gz``: the brain mask the challenge scores in."""
+    return Path(root) / MASKS / subject_id / f"{subject_id}_T1{SUFFIX}"
+
+
+def reference_subjects(root: Path) -> list[str]:
+    """Subject IDs of a reference root: sorted folders (other than Masks) that hold a 3T folder."""
+    return sorted(p.name for p in Path(root).iterdir()
+                  if p.is_dir() and p.name != MASKS and (p / HIGH_FIELD).is_dir())

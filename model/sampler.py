@@ -13,12 +13,11 @@ from enum import Enum
 import torch
 
 from model.operators import RemoveNoiseVariant, add_noise, remove_noise
-from model.schedule import NoiseSchedule
+from model.schedule import NoiseSchedule, sampling_levels
 
 Denoiser = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, t) -> eps_theta(x_t, t), whole volume
 BridgeResidual = Callable[[torch.Tensor], torch.Tensor]  # x -> phi(x), whole volume
 LevelCallback = Callable[[int, int], None]  # (levels done, levels in all)
-StopRefining = Callable[[torch.Tensor, torch.Tensor, int], bool]  # (previous x0, new x0, level) -> stop J loop
 
 
 class Mode(str, Enum):
@@ -43,11 +42,6 @@ class Mode(str, Enum):
 def gaussian_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One standard normal draw of ``x``'s shape over the whole volume."""
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-
-def default_levels(bridge_timestep: int) -> tuple[int, ...]:
-    """The paper's levels ``K, K-1, ..., 1``."""
-    return tuple(range(bridge_timestep, 0, -1))
 
 
 def bridge_to_high_field(
@@ -77,13 +71,11 @@ def refine_with_diffusion(
     refinements: int = 3,
     variant: RemoveNoiseVariant = RemoveNoiseVariant.X0,
     on_level: LevelCallback | None = None,
-    stop_refining: StopRefining | None = None,
 ) -> torch.Tensor:
     """Algorithm 1, lines 5-9: at each level, re-noise the estimate J times with one noise draw.
 
-    ``levels`` are visited in the given order (the paper: K, K-1, ..., 1); a strided subset is
-    the same algorithm with fewer levels. ``stop_refining`` (not in the paper; None: always J)
-    may end a level's refinements early once the estimate has settled.
+    ``levels`` are visited in the given order (the paper: K, K-1, ..., 1); a subset
+    (:func:`model.schedule.sampling_levels`) is the same algorithm with fewer levels.
     """
     if refinements < 1:
         raise ValueError(f"the refinement count J must be at least 1, got {refinements}")
@@ -91,9 +83,7 @@ def refine_with_diffusion(
         noise = gaussian_like(x0, generator)
         for _ in range(refinements):
             x_level = add_noise(x0, noise, level, schedule)
-            previous, x0 = x0, remove_noise(x_level, denoiser(x_level, level), level, schedule, variant)
-            if stop_refining is not None and stop_refining(previous, x0, level):
-                break
+            x0 = remove_noise(x_level, denoiser(x_level, level), level, schedule, variant)
         if on_level is not None:
             on_level(done, len(levels))
     return x0
@@ -112,11 +102,11 @@ def sample(
     levels: Sequence[int] | None = None,
     variant: RemoveNoiseVariant = RemoveNoiseVariant.X0,
     on_level: LevelCallback | None = None,
-    stop_refining: StopRefining | None = None,
 ) -> torch.Tensor:
     """Algorithm 1 in one of the four ablation modes; returns the pseudo high-field ``x0``.
 
-    ``x0_lf`` is the normalised low-field volume (1, 3, X, Y, Z) in [-1, 1].
+    ``x0_lf`` is the normalised low-field volume (1, 3, X, Y, Z) in [-1, 1]; ``levels`` default to
+    every level K..1 (the paper).
     """
     mode = Mode(mode)
     if mode is Mode.IDENTITY:
@@ -127,7 +117,7 @@ def sample(
         raise ValueError(f"mode '{mode.value}' needs the bridge network")
     if mode.uses_diffusion and denoiser is None:
         raise ValueError(f"mode '{mode.value}' needs the diffusion network")
-    levels = default_levels(bridge_timestep) if levels is None else tuple(levels)
+    levels = sampling_levels(bridge_timestep, bridge_timestep) if levels is None else tuple(levels)
     if any(not 1 <= level <= bridge_timestep for level in levels):
         raise ValueError(f"levels must lie in 1..K={bridge_timestep}")
 
@@ -139,5 +129,4 @@ def sample(
         return x0
     return refine_with_diffusion(
         x0, denoiser, schedule, generator, levels=levels, refinements=refinements, variant=variant, on_level=on_level,
-        stop_refining=stop_refining,
     )

@@ -16,6 +16,7 @@ import torch
 DEFAULT_TIMESTEPS = 1000
 COSINE_OFFSET = 0.008
 MAX_BETA = 0.999
+LEVEL_SPACINGS = ("uniform", "quadratic")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class NoiseSchedule:
     betas: torch.Tensor
     alphas: torch.Tensor
     alpha_bars: torch.Tensor
+    name: str = "cosine"  # how the betas were made (:data:`SCHEDULES`); recorded in the weights manifest
 
     @property
     def num_timesteps(self) -> int:
@@ -73,3 +75,31 @@ def cosine_schedule(num_timesteps: int = DEFAULT_TIMESTEPS, s: float = COSINE_OF
         alphas=torch.cat([one, alphas]),
         alpha_bars=torch.cat([one, alpha_bars]),
     )
+
+
+SCHEDULES = {"cosine": cosine_schedule}  # name -> f(num_timesteps): what a weights manifest may name
+
+
+def named_schedule(name: str, num_timesteps: int) -> NoiseSchedule:
+    """The schedule a weights manifest names (``{"name": "cosine", "timesteps": 1000}``)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown noise schedule '{name}' (known: {', '.join(SCHEDULES)})")
+    return SCHEDULES[name](num_timesteps)
+
+
+def sampling_levels(bridge_timestep: int, count: int, spacing: str = "uniform") -> tuple[int, ...]:
+    """The diffusion levels Algorithm 1 visits, from K down (SPEC 3.5; the paper: every level K..1).
+
+    ``count`` levels out of K..1, placed ``"uniform"`` (K - floor(i K / n), i = 0..n-1: for a count that
+    divides K the strided K, K - K/n, ...) or ``"quadratic"`` (round(K (j/n)^2), j = n..1: dense near
+    t = 0, where the last estimate is made; DDIM's "quad" spacing, not in the paper). Levels that round
+    alike are visited once, so a quadratic placement may give fewer than ``count``.
+    """
+    if not 1 <= count <= bridge_timestep:
+        raise ValueError(f"the level count must be in 1..K={bridge_timestep}, got {count}")
+    if spacing not in LEVEL_SPACINGS:
+        raise ValueError(f"level spacing must be one of {LEVEL_SPACINGS}, got {spacing!r}")
+    k, n = bridge_timestep, count
+    if spacing == "uniform":
+        return tuple(k - (i * k) // n for i in range(n))
+    return tuple(sorted({max(1, round(k * (j / n) ** 2)) for j in range(1, n + 1)}, reverse=True))

@@ -20,16 +20,13 @@ module extends that design to 3D volumes with anisotropic windows (SPEC section 
   total down-sampling factor and cropped back.
 
 Written from the paper's text; NVIDIA's reference code (non-commercial licence) was not
-used.  ``python -m model.unet`` prints the size and cost of the default and a tiny config.
+used.  ``python -m bench.network_size`` prints the size and cost of the default and a tiny config.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -50,7 +47,7 @@ from model.mp_layers import (
     resample_up,
 )
 
-__all__ = ["UNetConfig", "MPUNet3D", "UNetBlock", "describe", "tiny_config", "down_factors_for"]
+__all__ = ["UNetConfig", "MPUNet3D", "UNetBlock", "tiny_config", "down_factors_for"]
 
 Triple = tuple[int, int, int]
 
@@ -476,62 +473,3 @@ class MPUNet3D(nn.Module):
             h = block(h, emb)
         h = self.conv_out(h, gain=self.out_gain)
         return h[(slice(None), slice(None)) + crop].to(input_dtype)
-
-
-# ---------------------------------------------------------------------------------------
-# Size and cost
-# ---------------------------------------------------------------------------------------
-
-
-def describe(config: UNetConfig | None = None, device: str | torch.device = "meta") -> dict[str, Any]:
-    """Parameter count and forward FLOPs of one ``config.window`` (batch 1).
-
-    FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` (matrix
-    multiplies, convolutions and attention; element-wise work is not counted) during an
-    eval-mode forward.  The default ``device="meta"`` runs the forward on shape-only
-    tensors, which is instant and counts the attention kernel (the CPU attention kernel is
-    not registered with the counter); pass ``device="cpu"`` to run on real data.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    config = config if config is not None else UNetConfig()
-    model = MPUNet3D(config).eval()
-    parameters = sum(p.numel() for p in model.parameters())
-    model = model.to(device)
-    x = torch.zeros(1, config.in_channels, *config.window, device=device)
-    t = torch.zeros(1, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x, t)
-    return {
-        "parameters": parameters,
-        "flops_per_window": counter.get_total_flops(),
-        "window": list(config.window),
-        "level_shapes": [list(s) for s in config.level_shapes],
-        "down_factors": [list(f) for f in config.down_factors],
-    }
-
-
-def _time_cpu_forward(config: UNetConfig) -> float:
-    model = MPUNet3D(config).eval()
-    x = torch.randn(1, config.in_channels, *config.window)
-    t = torch.full((1,), config.num_timesteps // 2)
-    with torch.no_grad():
-        start = time.perf_counter()
-        model(x, t)
-        return time.perf_counter() - start
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Size and cost of the 3D MP U-Net.")
-    parser.add_argument("--time-cpu", action="store_true", help="also time one CPU forward of each config")
-    args = parser.parse_args(argv)
-    for name, config in (("default", UNetConfig()), ("tiny", tiny_config())):
-        info = describe(config)
-        info["gflops_per_window"] = round(info["flops_per_window"] / 1e9, 3)
-        if args.time_cpu:
-            info["cpu_forward_seconds"] = round(_time_cpu_forward(config), 3)
-        print(json.dumps({"config": name, **info, "settings": config.to_dict()}))
-
-
-if __name__ == "__main__":
-    main()

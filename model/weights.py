@@ -1,6 +1,7 @@
 """Frozen network weights and their manifest (``weights/manifest.json``).
 
-The manifest lists, per network (``diffusion``, ``bridge``): the file, its sha256, the
+The manifest records the noise schedule the networks were trained with (``"schedule": {"name":
+"cosine", "timesteps": 1000}``; a manifest without it is read as that default, logged) and lists, per network (``diffusion``, ``bridge``): the file, its sha256, the
 architecture and configuration, whether it is trained, and its provenance. Each ``.pt`` file holds
 ``{"architecture", "config", "state_dict"}``. Loading checks the file exists, its checksum, that the
 file's configuration equals the manifest's, and that the weights fit the architecture; each
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,9 @@ import torch
 from torch import nn
 
 from model.errors import WeightsError
+from model.schedule import DEFAULT_TIMESTEPS, NoiseSchedule, cosine_schedule, named_schedule
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -106,6 +111,20 @@ def network_entry(manifest: dict[str, Any], name: str, directory: Path) -> Netwo
     return parsed
 
 
+def load_schedule(directory: Path) -> NoiseSchedule:
+    """The noise schedule the manifest in ``directory`` records (older manifests: cosine, T = 1000, logged)."""
+    manifest = read_manifest(directory)
+    recorded = manifest.get("schedule")
+    if recorded is None:
+        log.info("%s records no noise schedule: using cosine, T = %d", Path(directory) / MANIFEST_NAME, DEFAULT_TIMESTEPS)
+        return cosine_schedule(DEFAULT_TIMESTEPS)
+    try:
+        return named_schedule(recorded["name"], int(recorded["timesteps"]))
+    except (TypeError, KeyError, ValueError) as error:
+        raise WeightsError(f"{Path(directory) / MANIFEST_NAME}: malformed 'schedule' {recorded!r} ({error}); "
+                           "expected {\"name\": \"cosine\", \"timesteps\": 1000}") from None
+
+
 def load_network(directory: Path, name: str, device: torch.device | str = "cpu") -> nn.Module:
     """Load, verify and return network ``name`` in eval mode with gradients off."""
     directory = Path(directory)
@@ -151,8 +170,10 @@ def save_networks(
     *,
     trained: bool,
     provenance: dict[str, Any],
+    schedule: NoiseSchedule | None = None,
 ) -> Path:
-    """Write each network to ``directory/<name>.pt`` and a manifest listing them; returns the manifest path.
+    """Write each network to ``directory/<name>.pt`` and a manifest listing them and the noise ``schedule``
+    they were trained with (default: cosine, T = 1000); returns the manifest path.
 
     Files are written atomically. ``trained`` must be False for randomly initialised networks:
     the command line warns loudly when it loads such weights.
@@ -178,7 +199,10 @@ def save_networks(
         }
     manifest_path = directory / MANIFEST_NAME
     partial = manifest_path.with_name(f".{MANIFEST_NAME}.partial")
-    partial.write_text(json.dumps({"format_version": FORMAT_VERSION, "networks": entries}, indent=2) + "\n")
+    schedule = cosine_schedule() if schedule is None else schedule
+    recorded = {"name": schedule.name, "timesteps": schedule.num_timesteps}
+    partial.write_text(json.dumps({"format_version": FORMAT_VERSION, "schedule": recorded, "networks": entries},
+                                  indent=2) + "\n")
     os.replace(partial, manifest_path)
     return manifest_path
 

@@ -70,6 +70,12 @@ def scan_interval(image_shape: Sequence[int], window: Sequence[int], overlap: fl
     )
 
 
+def window_count(image_shape: Sequence[int], window: Sequence[int], overlap: float) -> int:
+    """How many windows :func:`plan_windows` places on a volume (without making the plan's weights)."""
+    padded = tuple(max(int(s), int(w)) for s, w in zip(image_shape, window))
+    return len(dense_patch_slices(padded, tuple(int(w) for w in window), scan_interval(padded, window, overlap)))
+
+
 def plan_windows(
     image_shape: Sequence[int],
     window: Sequence[int],

@@ -8,9 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from simulation.anatomy import TemplateMissing
+from simulation.dataset import subject_id, subject_seed
 from simulation.montage import save_montage
 from simulation.subject import generate_subject, subject_variation
 from simulation.variation import VARIATIONS
@@ -18,16 +17,6 @@ from simulation.writer import write_subject
 
 MANIFEST = "simulation.json"
 LESION_CHOICES = {"auto": None, "always": True, "never": False}
-
-
-def subject_seed(base_seed: int, number: int) -> int:
-    """The seed of subject ``number`` in a data set made with ``--seed base_seed`` (independent of batching)."""
-    return int(np.random.SeedSequence([base_seed, number]).generate_state(1, dtype=np.uint32)[0])
-
-
-def subject_id(prefix: str, number: int) -> str:
-    """``SIM0001``-style identifier."""
-    return f"{prefix}{number:04d}"
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CONTRASTS = ("T1", "T2", "FLAIR")
+from model.layouts import CONTRASTS
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,13 @@ import pytest
 import torch
 from conftest import TEST_WINDOW, tiny_networks
 
-from bench.cli import unet_flops_per_window
-from bench.configurations import NAIVE, default_engine, engine_variants, preset_cost
+from bench.configurations import NAIVE, default_engine, engine_variants
 from bench.naive import naive_bridge, naive_denoiser
 from bench.peak import achieved_tflops, compute_floor_seconds, matmul_peak_tflops
 from bench.report import table
 from model.enhancer import Enhancer
 from model.settings import PRESETS, preset
-from model.unet import MPUNet3D, UNetConfig, describe
+from model.unet import MPUNet3D, UNetConfig
 from model.weights import load_network, save_networks
 
 MICRO_WINDOW = (16, 16, 8)
@@ -42,11 +41,11 @@ def test_fast_engine_equals_the_naive_monai_path(micro_weights, windows_per_batc
                                        channels_last=channels_last, compile="off")
     enhancer = Enhancer(settings, micro_weights, torch.device("cpu"))
     x_t = torch.randn(1, 3, 22, 20, 11, generator=torch.Generator().manual_seed(0))
-    naive = naive_denoiser(load_network(micro_weights, "diffusion"), MICRO_WINDOW, settings.overlap)(x_t, 250)
-    plans = enhancer.plans_for(tuple(x_t.shape[2:]))
+    naive = naive_denoiser(load_network(micro_weights, "diffusion"), MICRO_WINDOW, settings.engine.overlap)(x_t, 250)
+    plans = enhancer.prepare(tuple(x_t.shape[2:]))
     with torch.inference_mode():
-        fast = enhancer.denoiser(plans)(x_t, 250)
-        again = enhancer.denoiser(plans)(x_t, 250)  # buffers reused
+        fast = enhancer.engine.denoiser(plans, 0)(x_t, 250)
+        again = enhancer.engine.denoiser(plans, 0)(x_t, 250)  # buffers reused
     assert plans.main.num_windows == 3 * 2 * 3 and float(naive.abs().max()) > 0.01
     assert (fast - naive).abs().max() <= 1e-5
     assert torch.equal(fast, again)
@@ -56,19 +55,11 @@ def test_fast_bridge_equals_the_naive_monai_path(micro_weights):
     settings = preset("paper").updated(window=TEST_WINDOW, compile="off")
     enhancer = Enhancer(settings, micro_weights, torch.device("cpu"))
     x = torch.randn(1, 3, 70, 36, 32, generator=torch.Generator().manual_seed(1))
-    naive = naive_bridge(load_network(micro_weights, "bridge"), TEST_WINDOW, settings.overlap)(x)
+    naive = naive_bridge(load_network(micro_weights, "bridge"), TEST_WINDOW, settings.engine.overlap)(x)
     with torch.inference_mode():
-        fast = enhancer.bridge_residual(enhancer.plans_for(tuple(x.shape[2:])))(x)
+        fast = enhancer.engine.bridge_residual(enhancer.prepare(tuple(x.shape[2:])))(x)
     assert float(naive.abs().max()) > 0.01
     assert (fast - naive).abs().max() <= 1e-5
-
-
-def test_preset_costs_count_evaluations_per_grid():
-    assert preset_cost(PRESETS["paper"]).evaluations_by_overlap == {0.7: 1200}
-    settings = PRESETS["paper"].updated(level_stride=10, refinements=2, early_overlap=0.25, early_levels_fraction=0.5)
-    cost = preset_cost(settings)  # levels 400, 390, ..., 10: 20 above t=200
-    assert cost.evaluations_by_overlap == {0.25: 40, 0.7: 40} and not cost.at_most
-    assert preset_cost(settings.updated(refine_tolerance=1e-3)).at_most
 
 
 def test_engine_variants_start_with_the_baseline_and_the_default():
@@ -76,7 +67,7 @@ def test_engine_variants_start_with_the_baseline_and_the_default():
     assert engines[0] == NAIVE and engines[1] == default_engine()
     assert len({e.key for e in engines}) == len(engines)
     assert not any(e.cuda_only for e in engines)
-    assert {e.compile for e in engines[1:]} == {"auto", "off"}
+    assert {e.settings.compile for e in engines[1:]} == {"auto", "off"}
 
 
 def test_table_marks_extrapolated_times():
@@ -91,10 +82,3 @@ def test_measured_peak_and_compute_floor():
     assert 0 < peak < 100  # a positive throughput, far below any GPU's
     assert compute_floor_seconds(2e9, 1000, 1.0) == pytest.approx(2.0)  # 2 TFLOP at 1 TFLOP/s
     assert achieved_tflops(2e9, 500.0) == pytest.approx(1.0)
-
-
-def test_flops_per_window_follow_the_weights_network(micro_weights):
-    small = unet_flops_per_window(micro_weights, MICRO_WINDOW)
-    assert small == describe(MICRO_UNET)["flops_per_window"] > 0
-    larger = UNetConfig.from_dict({**MICRO_UNET.to_dict(), "window": [32, 32, 16]})
-    assert unet_flops_per_window(micro_weights, (32, 32, 16)) == describe(larger)["flops_per_window"] > 4 * small

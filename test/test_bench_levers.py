@@ -1,11 +1,13 @@
-"""The sampler's speed levers: early low-overlap shifted grids and early stopping of the refinements."""
+"""The sampler's speed levers: early low-overlap shifted grids, level placement, the compile policy."""
 
 
 import numpy as np
 import pytest
 import torch
 
-from model.enhancer import COMPILE_MIN_WINDOWS, CompiledNetwork, Enhancer, RelativeChangeStop
+from model.engine import COMPILE_MIN_WINDOWS, CompiledNetwork
+from model.enhancer import Enhancer
+from model.schedule import sampling_levels
 from model.settings import PRESETS, SamplerSettings, preset
 from test_bench import MICRO_WINDOW, micro_weights  # noqa: F401 (a fixture)
 
@@ -19,7 +21,7 @@ def small_volume(seed=0, shape=(24, 18, 10)):
 def levers(**changes) -> SamplerSettings:
     base = dict(mode="diffusion", bridge_timestep=4, refinements=2, overlap=0.7, compile="off", window=UNET_WINDOW,
                 early_overlap=0.0, early_levels_fraction=0.5)
-    return SamplerSettings(**{**base, **changes})
+    return SamplerSettings().updated(**{**base, **changes})
 
 
 def test_settings_say_which_levels_use_the_early_grid():
@@ -28,9 +30,9 @@ def test_settings_say_which_levels_use_the_early_grid():
     assert s.overlap_at(400) == s.overlap_at(101) == 0.25 and s.overlap_at(100) == s.overlap_at(1) == 0.7
     assert not PRESETS["paper"].uses_early_grid and PRESETS["paper"].overlap_at(400) == 0.7
     assert not PRESETS["paper"].updated(early_overlap=0.25).uses_early_grid  # fraction 0: no early levels
-    for bad in (dict(early_overlap=1.0), dict(early_levels_fraction=1.5), dict(refine_tolerance=-1.0)):
+    for bad in (dict(early_overlap=1.0), dict(early_levels_fraction=1.5)):
         with pytest.raises(ValueError):
-            SamplerSettings(**bad)
+            SamplerSettings().updated(**bad)
 
 
 def test_levers_keep_seeded_determinism(micro_weights):
@@ -50,33 +52,20 @@ def test_early_grid_changes_the_result_and_costs_fewer_windows(micro_weights):
     assert early.counts.windows < plain.counts.windows
 
 
+def levels(settings: SamplerSettings) -> tuple[int, ...]:
+    a = settings.algorithm
+    return sampling_levels(a.bridge_timestep, a.level_count, a.level_spacing)
+
+
 def test_level_spacing_places_the_strided_levels():
     uniform = PRESETS["paper"].updated(level_stride=100)
-    assert uniform.levels == (400, 300, 200, 100)
+    assert levels(uniform) == (400, 300, 200, 100)
     quadratic = uniform.updated(level_spacing="quadratic")
-    assert quadratic.levels == (400, 225, 100, 25)  # 400 (j/4)^2, j = 4..1: same count, dense near t = 0
-    every = PRESETS["paper"].updated(level_spacing="quadratic").levels
+    assert levels(quadratic) == (400, 225, 100, 25)  # 400 (j/4)^2, j = 4..1: same count, dense near t = 0
+    every = levels(PRESETS["paper"].updated(level_spacing="quadratic"))
     assert every[0] == 400 and every[-1] == 1 and list(every) == sorted(set(every), reverse=True)
     with pytest.raises(ValueError, match="level-spacing"):
-        SamplerSettings(level_spacing="cubic")
-
-
-def test_relative_change_stop_stops_once_settled():
-    stop = RelativeChangeStop(1e-3)
-    x = torch.ones(1, 3, 4, 4, 4)
-    assert not stop(x, x * 1.01, 10)
-    assert stop(x, x * (1 + 1e-4), 10)
-    assert stop.stops == 1
-
-
-def test_early_stopping_stops_the_refinements(micro_weights):
-    volume = small_volume()
-    loose = Enhancer(levers(refinements=3, refine_tolerance=10.0), micro_weights, torch.device("cpu"))
-    loose.enhance(volume)
-    assert loose.counts.evaluations == 4  # every level stops after its first refinement
-    strict = Enhancer(levers(refinements=3, refine_tolerance=1e-12), micro_weights, torch.device("cpu"))
-    strict.enhance(volume)
-    assert strict.counts.evaluations == 12
+        SamplerSettings().updated(level_spacing="cubic")
 
 
 def test_presets_are_valid_and_named():
@@ -86,16 +75,16 @@ def test_presets_are_valid_and_named():
 
 def test_compile_auto_only_for_long_cpu_runs(micro_weights):
     short = Enhancer(levers(compile="auto"), micro_weights, torch.device("cpu"))
-    short.plans_for((24, 18, 10))
-    assert not isinstance(short.unet, CompiledNetwork)
+    short.prepare((24, 18, 10))
+    assert not isinstance(short.engine.unet, CompiledNetwork)
     long = Enhancer(levers(compile="auto", bridge_timestep=400, refinements=3), micro_weights, torch.device("cpu"))
-    plans = long.plans_for((24, 18, 10))  # torch.compile is lazy: nothing is compiled until the first call
-    assert 1200 * plans.early.num_windows >= COMPILE_MIN_WINDOWS and isinstance(long.unet, CompiledNetwork)
+    plans = long.prepare((24, 18, 10))  # torch.compile is lazy: nothing is compiled until the first call
+    assert 1200 * plans.early.num_windows >= COMPILE_MIN_WINDOWS and isinstance(long.engine.unet, CompiledNetwork)
     never = Enhancer(levers(compile="off", bridge_timestep=400, refinements=3), micro_weights, torch.device("cpu"))
-    never.plans_for((24, 18, 10))
-    assert not isinstance(never.unet, CompiledNetwork)
+    never.prepare((24, 18, 10))
+    assert not isinstance(never.engine.unet, CompiledNetwork)
     with pytest.raises(ValueError, match="compile"):
-        SamplerSettings(compile="sometimes")
+        SamplerSettings().updated(compile="sometimes")
 
 
 def test_compiled_network_falls_back_to_eager_when_compiling_fails(caplog):

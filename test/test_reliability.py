@@ -1,11 +1,9 @@
 """The failure catalogue (issue 7): each bad input gives a specific message, a non-zero exit and no output."""
 
 import gzip
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -194,9 +192,9 @@ def test_out_of_memory_retries_with_fewer_windows(tiny_weights, caplog):
         return batch
 
     x = torch.randn(1, 3, 40, 40, 12)
-    result = enhancer.evaluate(network, x, plan_windows(x.shape[2:], (16, 16, 8), 0.5))
+    result = enhancer.engine.evaluate(network, x, plan_windows(x.shape[2:], (16, 16, 8), 0.5))
     torch.testing.assert_close(result, x)
-    assert enhancer.windows_per_batch == 2 and sizes[:2] == [8, 4]
+    assert enhancer.engine.windows_per_batch == 2 and sizes[:2] == [8, 4]
     assert "retrying with 4 windows per batch" in caplog.text and "retrying with 2 windows" in caplog.text
 
 
@@ -210,14 +208,14 @@ def test_host_allocation_failure_is_an_out_of_memory_error(tiny_weights):
 
     x = torch.randn(1, 3, 40, 40, 12)
     with pytest.raises(DeviceError, match="out of memory on cpu even with one"):
-        enhancer.evaluate(network, x, plan_windows(x.shape[2:], (16, 16, 8), 0.5))
-    assert enhancer.windows_per_batch == 1
+        enhancer.engine.evaluate(network, x, plan_windows(x.shape[2:], (16, 16, 8), 0.5))
+    assert enhancer.engine.windows_per_batch == 1
 
     def broken(batch):
         raise RuntimeError("shape mismatch")  # any other error is not mistaken for memory
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        enhancer.evaluate(broken, x, plan_windows(x.shape[2:], (16, 16, 8), 0.5))
+        enhancer.engine.evaluate(broken, x, plan_windows(x.shape[2:], (16, 16, 8), 0.5))
 
 
 def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, tiny_weights):

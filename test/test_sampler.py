@@ -104,15 +104,3 @@ def test_missing_networks_and_bad_levels_are_refused():
         run(Mode.FULL, bridge=None, bridge_timestep=3)
     with pytest.raises(ValueError, match="levels must lie"):
         run(Mode.FULL, bridge_timestep=3, levels=(5, 1))
-
-
-def test_stop_refining_ends_a_level_early():
-    denoiser = CountingDenoiser()
-    seen = []
-
-    def stop_after_first(previous, current, level):
-        seen.append(level)
-        return True
-
-    run(Mode.FULL, denoiser=denoiser, bridge_timestep=4, refinements=3, stop_refining=stop_after_first)
-    assert denoiser.levels == [4, 3, 2, 1] and seen == [4, 3, 2, 1]

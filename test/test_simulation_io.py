@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from evaluation.layout import CONTRASTS, mask_path, volume_path
+from model.layouts import CONTRASTS, mask_path, volume_path
 from simulation import generate_subject, write_subject
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,8 @@ def test_command_line_writes_subjects_manifest_and_montage(tmp_path: Path):
 
 def test_same_subject_whatever_the_batch(tmp_path: Path):
     """Subject 2 of seed 9 is the same whether made alone (--first-id 2) or in a batch from 1."""
-    from simulation.cli import main, subject_seed
+    from simulation.cli import main
+    from simulation.dataset import subject_seed
 
     assert subject_seed(9, 2) != subject_seed(9, 3) and subject_seed(9, 2) != subject_seed(10, 2)
     batch, alone = tmp_path / "batch", tmp_path / "alone"

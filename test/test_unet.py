@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from model.unet import MPUNet3D, UNetBlock, UNetConfig, describe, down_factors_for, tiny_config
+from model.unet import MPUNet3D, UNetBlock, UNetConfig, down_factors_for, tiny_config
 
 
 def small_config(**overrides) -> UNetConfig:
@@ -172,11 +172,3 @@ def test_channels_last_and_autocast():
     torch.testing.assert_close(channels_last, reference, atol=1e-4, rtol=1e-4)
     assert low.dtype == torch.float32 and low.shape == x.shape
     assert (low - reference).abs().max() < 0.1 * reference.abs().max()
-
-
-def test_describe_counts_parameters_and_flops():
-    config = small_config()
-    info = describe(config)
-    assert info["parameters"] == sum(p.numel() for p in MPUNet3D(config).parameters())
-    assert info["flops_per_window"] > 0
-    assert info["level_shapes"] == [[16, 16, 8], [8, 8, 4], [4, 4, 4]]

@@ -2,13 +2,15 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import tiny_networks
 from model.errors import WeightsError
-from model.weights import load_network, save_networks, untrained_networks
+from model.schedule import cosine_schedule
+from model.weights import load_network, load_schedule, save_networks, untrained_networks
 
 
 @pytest.fixture
@@ -62,3 +64,32 @@ def test_weights_that_do_not_fit_the_architecture(tmp_path, weights):
     (other / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(WeightsError, match="do not fit its configuration"):
         load_network(other, "diffusion")
+
+
+def test_manifest_records_the_schedule_and_old_manifests_read_as_cosine_1000(weights, caplog):
+    manifest = json.loads((weights / "manifest.json").read_text())
+    assert manifest["schedule"] == {"name": "cosine", "timesteps": 1000}
+    save_networks(weights, tiny_networks(), trained=False, provenance={}, schedule=cosine_schedule(500))
+    assert load_schedule(weights).num_timesteps == 500
+    del manifest["schedule"]
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    caplog.set_level("INFO", logger="model.weights")
+    old = load_schedule(weights)
+    assert old.name == "cosine" and old.num_timesteps == 1000 and "records no noise schedule" in caplog.text
+    (weights / "manifest.json").write_text(json.dumps({**manifest, "schedule": {"name": "linear", "timesteps": 10}}))
+    with pytest.raises(WeightsError, match="malformed 'schedule'"):
+        load_schedule(weights)
+
+
+def test_shipped_manifest_names_its_schedule():
+    assert load_schedule(Path(__file__).resolve().parent.parent / "weights").num_timesteps == 1000
+
+
+def test_bridge_timestep_is_checked_against_the_weights_schedule(weights):
+    from model.enhancer import Enhancer
+    from model.settings import preset
+
+    save_networks(weights, tiny_networks(), trained=False, provenance={}, schedule=cosine_schedule(300))
+    with pytest.raises(ValueError, match=r"--bridge-timestep must be in 1\.\.300"):
+        Enhancer(preset("smoke").updated(bridge_timestep=400), weights, torch.device("cpu"))
+    assert Enhancer(preset("smoke").updated(bridge_timestep=300), weights, torch.device("cpu")).schedule.num_timesteps == 300

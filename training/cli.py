@@ -11,11 +11,11 @@ import json
 import logging
 import os
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from model.errors import EnhancementError
+from model.options import parse_value, split_assignment
 from training.config import NETWORKS, RunConfig, load_config
 
 EXAMPLES = """examples:
@@ -66,16 +66,15 @@ def _config_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set dotted keys (``train.steps=100``) in a nested configuration dict; values in TOML syntax."""
+    """Set dotted keys (``train.steps=100``) in a nested configuration dict; values in TOML syntax, read as
+    every override of the project is (:func:`model.options.parse_value`)."""
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text  # a bare string
-        *parents, leaf = key.strip().split(".")
+            key, text = split_assignment(item)
+        except ValueError:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}") from None
+        value = parse_value(text)
+        *parents, leaf = key.split(".")
         node = data
         for part in parents:
             node = node.setdefault(part, {})

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from model.layouts import CONTRASTS
 from training.config import DataConfig
 
 FORMAT = 2  # 2: high-field targets clipped at model.intensity.OUTPUT_CEILING instead of 1
-CONTRASTS = ("T1", "T2", "FLAIR")
 SIMULATED_PREFIX = "SIM"
 LESIONS = {"auto": None, "always": True, "never": False}
 
@@ -33,10 +33,10 @@ LESIONS = {"auto": None, "always": True, "never": False}
 def list_subjects(config: DataConfig) -> list[str]:
     """Subject IDs of the configured source, sorted."""
     if config.kind == "simulated":
-        from simulation.cli import subject_id
+        from simulation.dataset import subject_id
 
         return [subject_id(SIMULATED_PREFIX, n) for n in range(1, config.subjects + 1)]
-    from evaluation.layout import reference_subjects
+    from model.layouts import reference_subjects
 
     root = Path(config.root)
     if not root.is_dir():
@@ -73,7 +73,7 @@ def _source_key(config: DataConfig, subject: str) -> dict[str, Any]:
     key: dict[str, Any] = {"format": FORMAT, "percentiles": [LOW_PERCENTILE, HIGH_PERCENTILE],
                            "head_threshold": config.head_threshold}
     if config.kind == "simulated":
-        from simulation.cli import subject_seed
+        from simulation.dataset import subject_seed
 
         number = int(subject[len(SIMULATED_PREFIX):])
         key["simulated"] = {"seed": subject_seed(config.seed, number), "data_set_seed": config.seed, "number": number,
@@ -91,14 +91,14 @@ def _source_key(config: DataConfig, subject: str) -> dict[str, Any]:
 
 
 def _ulf_enc_files(root: Path, subject: str) -> dict[str, Path]:
-    from evaluation.layout import HIGH_FIELD, LOW_FIELD, volume_path
+    from model.layouts import HIGH_FIELD, LOW_FIELD, volume_path
 
     return {f"{field}/{c}": volume_path(root, subject, field, c) for field in (HIGH_FIELD, LOW_FIELD) for c in CONTRASTS}
 
 
 def _load_ulf_enc(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Normalised (3, X, Y, Z) high and (when present) low field of one subject, as inference reads them."""
-    from evaluation.layout import HIGH_FIELD, LOW_FIELD
+    from model.layouts import HIGH_FIELD, LOW_FIELD
     from model.case import load_case
     from model.layouts import Case
     from model.volume_io import grid_differences, image_to_array

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from model.schedule import cosine_schedule
 from model.weights import save_networks, sha256_of
 from training import checkpoint
 from training.config import NETWORKS, RunConfig
@@ -69,4 +70,10 @@ def export(diffusion_run: Path, bridge_run: Path, out: Path, use_ema: bool = Tru
     }
     for name, run in zip(NETWORKS, (diffusion_run, bridge_run)):
         networks[name], provenance[name] = exported_network(run, name, use_ema)
-    return save_networks(Path(out), networks, trained=True, provenance=provenance)
+    timesteps = {name: RunConfig.from_dict(provenance[name]["training_config"]).section(name).timesteps
+                 for name in NETWORKS}
+    if len(set(timesteps.values())) != 1:
+        raise ValueError(f"the runs were trained with different schedules (T: {timesteps}); the bridge works at "
+                         "the diffusion model's levels, so both need the same T")
+    return save_networks(Path(out), networks, trained=True, provenance=provenance,
+                         schedule=cosine_schedule(timesteps["diffusion"]))

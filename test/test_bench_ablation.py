@@ -1,12 +1,12 @@
-"""The ablation table command: every configuration scored, identity exact, crops and resume."""
+"""The ablation table command (bench/ablation.py): every configuration scored, identity exact, crops and resume."""
 
 import csv
 import json
 
 import numpy as np
 
-from evaluation import ablation
-from evaluation.held_out import centred_crop
+from bench import ablation
+from bench.case import centred_crop
 from evaluation.metrics import challenge_metrics
 from model.intensity import denormalise_contrasts, normalise_contrasts
 from model.layouts import CONTRASTS

@@ -1,0 +1,200 @@
+"""The execution engine: networks on a device, evaluated over whole volumes through windows (docs/speed.md).
+
+Per volume, the window plans (the main grid, and the low-overlap grid of the early levels when asked
+for) and the scratch buffers are made once; windows go through the networks in full batches of one
+shape; the loop never waits on the device (random grid shifts are drawn on the host); an out-of-memory
+error halves the windows per batch and retries; everything runs under ``torch.inference_mode`` (and
+bf16 autocast on CUDA when asked for). What the engine computes is decided elsewhere
+(:mod:`model.enhancer`); how, by :class:`model.settings.EngineSettings`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from model.errors import DeviceError
+from model.settings import EngineSettings
+from model.windows import WindowBuffers, WindowFn, WindowPlan, evaluate_in_windows, plan_windows, random_shift
+
+log = logging.getLogger(__name__)
+
+# compile="auto" compiles on the CPU when a case puts at least this many windows through the U-Net:
+# compilation takes about 1-2 minutes on the 2-core CPU of docs/speed.md and then saves seconds per window.
+COMPILE_MIN_WINDOWS = 1000
+
+
+def select_device(requested: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is refused clearly."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda was asked for, but no CUDA device is available (use --device cpu or auto)")
+    if requested not in ("cpu", "cuda"):
+        raise DeviceError(f"unknown device '{requested}'; expected auto, cpu or cuda")
+    return torch.device(requested)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator's (a plain RuntimeError: "can't allocate memory")."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and ("DefaultCPUAllocator" in message or "can't allocate memory" in message)
+
+
+class CompiledNetwork:
+    """``torch.compile`` of a network (inductor, frozen weights) that falls back to eager if compiling fails.
+
+    Compilation happens at the first call (and again for a new input shape); inductor on the CPU
+    needs a C++ compiler, which a slim container may lack: then one warning, and eager from there on.
+    """
+
+    def __init__(self, network: torch.nn.Module):
+        self.eager = network
+        self.compiled = torch.compile(network, dynamic=False, options={"freezing": True})
+        self.failed = False
+
+    def __getattr__(self, name: str):
+        return getattr(self.eager, name)
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        if self.failed:
+            return self.eager(*args)
+        try:
+            return self.compiled(*args)
+        except Exception as error:  # noqa: BLE001 - inductor and its C++ toolchain fail in many ways
+            if is_out_of_memory(error):
+                raise
+            self.failed = True
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            log.warning("torch.compile failed (%s); continuing without compilation", reason[:200])
+            return self.eager(*args)
+
+
+@dataclass
+class EvaluationCounts:
+    """What a run cost: whole-volume evaluations and windows through each network (for logs and the bench)."""
+
+    evaluations: int = 0  # whole-volume evaluations of eps_theta
+    windows: int = 0  # windows through eps_theta (full batches, so including the filled-up ones)
+    bridge_windows: int = 0
+    early_evaluations: int = 0  # evaluations on the early (low-overlap, shifted) grid
+
+
+@dataclass
+class VolumePlans:
+    """The window plans and buffers of one volume, made once and used by every evaluation."""
+
+    main: WindowPlan
+    early: WindowPlan | None = None  # the low-overlap grid of the early levels
+    early_above: int = 0  # levels t > early_above use ``early``
+    buffers: WindowBuffers = field(default_factory=WindowBuffers)
+
+    def for_level(self, level: int) -> WindowPlan:
+        """The plan of diffusion level ``level``."""
+        return self.early if self.early is not None and level > self.early_above else self.main
+
+
+class WindowEngine:
+    """The U-Net and the bridge (either may be None) on ``device``, evaluated as ``settings`` say."""
+
+    def __init__(self, settings: EngineSettings, device: torch.device, unet: torch.nn.Module | None = None,
+                 bridge: torch.nn.Module | None = None):
+        self.settings, self.device = settings, device
+        self.unet, self.bridge = unet, bridge
+        self.windows_per_batch = settings.windows_per_batch  # lowered after an out-of-memory error
+        self.counts = EvaluationCounts()
+
+    def reset_counts(self) -> None:
+        """Start counting a new run (evaluators made afterwards count into the new counts)."""
+        self.counts = EvaluationCounts()
+
+    def wants_compile(self, unet_windows: int) -> bool:
+        """``compile``: "on", or "auto" on the CPU for a case of at least COMPILE_MIN_WINDOWS U-Net windows."""
+        if self.unet is None or self.settings.compile == "off":
+            return False
+        return self.settings.compile == "on" or (self.device.type == "cpu" and unet_windows >= COMPILE_MIN_WINDOWS)
+
+    def compile_unet(self) -> None:
+        """Wrap the U-Net in :class:`CompiledNetwork` (once; it compiles at its first evaluation)."""
+        if self.unet is not None and not isinstance(self.unet, CompiledNetwork):
+            log.info("compiling the U-Net with torch.compile (the first evaluation includes it)")
+            self.unet = CompiledNetwork(self.unet)
+
+    def plans_for(self, shape: tuple[int, ...], early_above: int | None = None) -> VolumePlans:
+        """The window plans of a volume of ``shape`` (x, y, z); with ``early_above``, levels above it go
+        on the early grid (``settings.early_overlap``)."""
+        s = self.settings
+        plans = VolumePlans(plan_windows(shape, s.window, s.overlap, self.device))
+        if early_above is not None:
+            plans.early = plan_windows(shape, s.window, s.early_overlap, self.device)
+            plans.early_above = early_above
+        return plans
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """``torch.inference_mode``, with bf16 autocast on CUDA when asked for."""
+        autocast = contextlib.nullcontext()
+        if self.settings.precision == "bfloat16" and self.device.type == "cuda":
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+        with torch.inference_mode(), autocast:
+            yield
+
+    def evaluate(self, fn: WindowFn, x: torch.Tensor, plan: WindowPlan, *, shift=None,
+                 buffers: WindowBuffers | None = None) -> torch.Tensor:
+        """One whole-volume evaluation; on out-of-memory, retry with half as many windows per batch."""
+        while True:
+            try:
+                return evaluate_in_windows(fn, x, plan, self.windows_per_batch, shift=shift, buffers=buffers,
+                                           channels_last=self.settings.channels_last)
+            except (torch.OutOfMemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                if self.windows_per_batch == 1:
+                    raise DeviceError(
+                        f"out of memory on {self.device} even with one {self.settings.window} window per batch; "
+                        "use a smaller --window or a larger device"
+                    ) from None
+                self.windows_per_batch = max(1, self.windows_per_batch // 2)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                log.warning("out of memory on %s: retrying with %d windows per batch", self.device, self.windows_per_batch)
+
+    def denoiser(self, plans: VolumePlans, seed: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """eps_theta(x_t, t) over the whole volume; early levels on the low-overlap grid, shifted at random
+        (from ``seed`` and the evaluation's number)."""
+        counts = self.counts
+
+        def denoise(x_t: torch.Tensor, t: int) -> torch.Tensor:
+            timesteps: dict[int, torch.Tensor] = {}  # per batch size, made once per evaluation
+
+            def windows(batch: torch.Tensor) -> torch.Tensor:
+                n = batch.shape[0]
+                if n not in timesteps:
+                    timesteps[n] = torch.full((n,), float(t), device=batch.device)
+                counts.windows += n
+                return self.unet(batch, timesteps[n])
+
+            plan, shift = plans.for_level(t), None
+            if plan is not plans.main:
+                shift = random_shift(plan, seed, counts.evaluations)
+                counts.early_evaluations += 1
+            counts.evaluations += 1
+            return self.evaluate(windows, x_t, plan, shift=shift, buffers=plans.buffers)
+
+        return denoise
+
+    def bridge_residual(self, plans: VolumePlans) -> Callable[[torch.Tensor], torch.Tensor]:
+        """phi(x) over the whole volume, on the main grid."""
+        counts = self.counts
+
+        def windows(batch: torch.Tensor) -> torch.Tensor:
+            counts.bridge_windows += batch.shape[0]
+            return self.bridge.residual(batch)
+
+        return lambda x: self.evaluate(windows, x, plans.main, buffers=plans.buffers)

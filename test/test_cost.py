@@ -1,0 +1,37 @@
+"""The cost model (model/cost.py): evaluations per window grid and windows per case."""
+
+from model.cost import case_cost
+from model.settings import PRESETS
+from model.windows import plan_windows, window_count
+
+FULL_HEAD = (197, 233, 189)
+
+
+def test_preset_costs_count_evaluations_per_grid():
+    assert case_cost(FULL_HEAD, PRESETS["paper"]).evaluations_by_overlap == {0.7: 1200}
+    settings = PRESETS["paper"].updated(level_stride=10, refinements=2, early_overlap=0.25, early_levels_fraction=0.5)
+    cost = case_cost(FULL_HEAD, settings)  # levels 400, 390, ..., 10: 20 above t=200
+    assert cost.evaluations_by_overlap == {0.25: 40, 0.7: 40} and cost.evaluations == 80
+
+
+def test_windows_of_the_presets_on_a_full_head():
+    """docs/speed.md: 228 windows per evaluation at overlap 0.7; paper 273,600 U-Net windows, cpu 192."""
+    paper = case_cost(FULL_HEAD, PRESETS["paper"])
+    assert paper.windows_by_overlap[0.7] == 228 and paper.unet_windows == 1200 * 228 and paper.bridge_windows == 228
+    assert case_cost(FULL_HEAD, PRESETS["fast"]).unet_windows == 12_996
+    cpu = case_cost(FULL_HEAD, PRESETS["cpu"])
+    assert cpu.levels == (400, 225, 100, 25) and cpu.unet_windows == 192 and cpu.windows == 192 + 48
+
+
+def test_modes_cost_only_the_networks_they_evaluate():
+    shape = (60, 50, 40)
+    identity = case_cost(shape, PRESETS["paper"].updated(mode="identity"))
+    assert identity.windows == 0 and identity.levels == ()
+    bridge = case_cost(shape, PRESETS["paper"].updated(mode="bridge"))
+    assert bridge.unet_windows == 0 and bridge.bridge_windows == window_count(shape, (128, 128, 32), 0.7)
+    assert case_cost(shape, PRESETS["paper"].updated(mode="diffusion")).bridge_windows == 0
+
+
+def test_window_count_is_the_plans_count():
+    for shape, window, overlap in (((197, 233, 189), (128, 128, 32), 0.7), ((20, 9, 33), (16, 16, 8), 0.25)):
+        assert window_count(shape, window, overlap) == plan_windows(shape, window, overlap).num_windows

@@ -1,0 +1,51 @@
+"""One override syntax (model/options.py): key=value items typed by the settings' fields."""
+
+import argparse
+
+import pytest
+
+from model.options import add_crop, add_device, add_weights, add_window, configured, parse_overrides, window_of
+from model.settings import PRESETS, SamplerSettings
+
+
+def test_overrides_are_typed_by_the_fields():
+    changes = parse_overrides(["level_stride=8,refinements=2", "window=[64, 64, 32],overlap=1", "mode=bridge"])
+    assert changes == {"level_stride": 8, "refinements": 2, "window": (64, 64, 32), "overlap": 1.0, "mode": "bridge"}
+    assert isinstance(changes["overlap"], float)
+    assert parse_overrides(["channels_last=true,early_overlap=0.5"]) == {"channels_last": True, "early_overlap": 0.5}
+
+
+@pytest.mark.parametrize("bad,message", [("level_stride=8.5", "type int"), ("refine_tolerance=1e-3", "unknown setting"),
+                                         ("mode=everything", "must be one of"), ("overlap", "KEY=VALUE"),
+                                         ("channels_last=1", "type bool")])
+def test_bad_overrides_are_refused_by_name(bad, message):
+    with pytest.raises(ValueError, match=message):
+        parse_overrides([bad])
+
+
+def test_configurations_start_from_a_preset():
+    assert configured("preset:cpu") == PRESETS["cpu"]
+    assert configured("preset:cpu,level_spacing=uniform") == PRESETS["cpu"].updated(level_spacing="uniform")
+    assert configured("level_stride=8") == PRESETS["paper"].updated(level_stride=8)
+    assert configured("mode=identity", base="smoke").algorithm.mode.value == "identity"
+    with pytest.raises(ValueError, match="unknown preset"):
+        configured("preset:turbo")
+
+
+def test_settings_route_changes_to_their_concern_and_validate_there():
+    s = SamplerSettings().updated(refinements=1, overlap=0.25)
+    assert s.algorithm.refinements == 1 and s.engine.overlap == 0.25
+    assert s.to_dict()["refinements"] == 1 and s.to_dict()["window"] == [128, 128, 32]
+    with pytest.raises(ValueError, match="--overlap"):
+        s.updated(overlap=1.0)
+    with pytest.raises(ValueError, match="--refine"):
+        s.updated(refinements=0)
+
+
+def test_shared_arguments():
+    parser = argparse.ArgumentParser()
+    for add in (add_device, add_weights, add_window, add_crop):
+        add(parser)
+    args = parser.parse_args(["--device", "cpu", "--window", "64", "64", "32", "--crop", "40", "44", "20"])
+    assert args.device == "cpu" and window_of(args) == (64, 64, 32) and args.crop == [40, 44, 20]
+    assert args.weights.name == "weights" and window_of(parser.parse_args([])) is None
