@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.case import HELD_OUT_SEED, simulated_case
+from bench.case import HELD_OUT_SEED, add_variation, simulated_case
 from bench.sweep import RunLog, enhance_and_score, sweep
 from model.engine import select_device
 from model.enhancer import Enhancer
@@ -62,11 +62,11 @@ CONFIGURATIONS = (
 
 
 def latent_alignment(seed: int, shape_scale: float, crop, settings: SamplerSettings, weights: Path,
-                     device: torch.device) -> dict[str, float]:
+                     device: torch.device, variation: str = "nominal") -> dict[str, float]:
     """MSE between x_K^HF and x_K^LF (no bridge) and between x_K^HF and the bridged x_K^LF (eq. 8), one shared noise."""
     schedule, k, engine = load_schedule(weights), settings.algorithm.bridge_timestep, settings.engine
-    low, high = (torch.from_numpy(simulated_case(seed, shape_scale, crop, source).network_input)[None].to(device)
-                 for source in ("low", "high"))
+    low, high = (torch.from_numpy(simulated_case(seed, shape_scale, crop, source, variation).network_input)[None]
+                 .to(device) for source in ("low", "high"))
     noise = torch.randn(low.shape, generator=torch.Generator(device).manual_seed(settings.algorithm.seed), device=device)
     x_k_lf, x_k_hf = add_noise(low, noise, k, schedule), add_noise(high, noise, k, schedule)
     bridge = load_network(weights, "bridge", device)
@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     add_device(parser)
     add_window(parser)
     add_crop(parser)
+    add_variation(parser)
+    parser.add_argument("--configurations", nargs="+", metavar="LABEL_START",
+                        help="run only the rows whose label starts with one of these (e.g. 1 2 4 high)")
     parser.add_argument("--out", type=Path, required=True, help="folder for ablation.csv, .md and .jsonl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -129,20 +132,24 @@ def main(argv: list[str] | None = None) -> int:
     settings = preset(args.preset).updated(window=window_of(args))
     device = select_device(args.device)
     runs = RunLog(args.out / "ablation.jsonl")
-    header = (f"Preset `{args.preset}`, {args.subjects} held-out simulated subjects (seeds {args.seed}..), "
+    header = (f"Preset `{args.preset}`, {args.subjects} held-out simulated subjects (seeds {args.seed}.., "
+              f"{args.variation} simulator parameters), "
               f"shape_scale {args.shape_scale}, " + (f"centred crop {tuple(args.crop)}, " if args.crop else "whole heads, ")
               + f"weights {args.weights}.")
     subjects = range(args.seed, args.seed + args.subjects)
     for subject in subjects:
         if runs.find("", subject, kind="alignment") is None:
             runs.add({"kind": "alignment", "label": "", "subject": subject,
-                      "alignment": latent_alignment(subject, args.shape_scale, args.crop, settings, args.weights, device)})
+                      "alignment": latent_alignment(subject, args.shape_scale, args.crop, settings, args.weights, device,
+                                                    args.variation)})
 
     def run(label: str, config: Configuration, subject: int) -> dict:
-        case = simulated_case(subject, args.shape_scale, args.crop, config.source)
+        case = simulated_case(subject, args.shape_scale, args.crop, config.source, args.variation)
         return enhance_and_score(Enhancer(config.settings(settings), args.weights, device), case)
 
-    sweep({c.label: c for c in CONFIGURATIONS}, subjects, runs, run, after_each=lambda: write_tables(runs, args.out, header))
+    chosen = {c.label: c for c in CONFIGURATIONS
+              if not args.configurations or c.label.startswith(tuple(args.configurations))}
+    sweep(chosen, subjects, runs, run, after_each=lambda: write_tables(runs, args.out, header))
     print(write_tables(runs, args.out, header))
     return 0
 

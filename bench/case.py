@@ -19,6 +19,7 @@ from evaluation.metrics import challenge_metrics
 from model.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
 from model.layouts import CONTRASTS
 from simulation import SimulatedSubject, generate_subject, subject_variation
+from simulation.variation import VARIATIONS
 
 HELD_OUT_SEED = 90_000
 SOURCES = {"low": "64 mT input", "high": "3 T input"}  # which field of the subject is the network input
@@ -53,6 +54,13 @@ def simulated_subject(seed: int, shape_scale: float, variation: str = "nominal")
     """Subject ``seed`` of the simulator (about 25 s for a full head; the last two are kept), with its
     simulator parameters drawn for ``variation`` (nominal, training or shifted: simulation/variation.py)."""
     return generate_subject(seed, shape_scale=shape_scale, variation=subject_variation(seed, variation))
+
+
+def add_variation(parser) -> None:
+    """``--variation``: the held-out subjects' simulator parameters (simulation/variation.py)."""
+    parser.add_argument("--variation", default="nominal", choices=VARIATIONS,
+                        help="held-out subjects' simulator parameters: nominal (the calibrated simulator), training "
+                             "(drawn from the training ranges: the ordinary held-out set) or shifted (outside them)")
 
 
 def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Sequence[int] | None = None,

@@ -32,12 +32,12 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_tv_chambolle
 
-from bench.case import HELD_OUT_SEED, centred_crop
+from bench.case import HELD_OUT_SEED, add_variation, centred_crop
 from model.intensity import normalise_contrasts
 from model.layouts import CONTRASTS
 from model.operators import add_noise, estimate_x0
 from model.schedule import NoiseSchedule, cosine_schedule
-from model.weights import load_network
+from model.weights import load_network, load_schedule
 
 DEFAULT_TIMESTEPS = (25, 50, 100, 200, 300, 400)
 DEFAULT_CROP = (96, 96, 48)
@@ -105,75 +105,93 @@ def total_variation(noisy: np.ndarray, weight: float) -> np.ndarray:
     return denoise_tv_chambolle(noisy, weight=weight)
 
 
-def gate_table(network: torch.nn.Module, crops: list[np.ndarray], timesteps: Sequence[int],
+def gate_table(networks: dict[str, torch.nn.Module], crops: list[np.ndarray], timesteps: Sequence[int],
                schedule: NoiseSchedule, seed: int = 0) -> list[dict[str, float]]:
-    """One row per t: sigma_t, the network's, the best Gaussian's and the best TV's SSIM and PSNR (means)."""
+    """One row per t: sigma_t, each network's, the best Gaussian's and the best TV's SSIM and PSNR (means).
+
+    ``networks``: name -> epsilon-network; every network and denoiser sees the same noise draws.
+    ``passes_<name>``: the network beats both classical denoisers in SSIM at that t.
+    """
     rows = []
     for t in timesteps:
         sums: dict[str, list[float]] = {}
         for index, clean in enumerate(crops):
             noise = np.random.default_rng([seed, t, index]).standard_normal(clean.shape).astype(np.float32)
-            estimate = network_estimates(network, clean, noise, t, schedule)
             noisy = (clean + noise_level(t, schedule) * noise).astype(np.float32)  # x_t / sqrt(abar_t)
+            estimates = {name: network_estimates(net, clean, noise, t, schedule) for name, net in networks.items()}
             for channel in range(clean.shape[0]):
-                found = {"network": score(estimate[channel], clean[channel]),
-                         "input": score(noisy[channel], clean[channel]),
-                         "gaussian": best_classical(noisy[channel], clean[channel], gaussian, GAUSSIAN_SIGMAS)[0],
-                         "tv": best_classical(noisy[channel], clean[channel], total_variation, TV_WEIGHTS)[0]}
+                found = {name: score(estimate[channel], clean[channel]) for name, estimate in estimates.items()}
+                found["input"] = score(noisy[channel], clean[channel])
+                found["gaussian"] = best_classical(noisy[channel], clean[channel], gaussian, GAUSSIAN_SIGMAS)[0]
+                found["tv"] = best_classical(noisy[channel], clean[channel], total_variation, TV_WEIGHTS)[0]
                 for name, value in found.items():
                     sums.setdefault(f"{name}_ssim", []).append(value.ssim)
                     sums.setdefault(f"{name}_psnr", []).append(value.psnr)
         row = {"t": t, "sigma": noise_level(t, schedule)}
         row.update({key: float(np.mean(values)) for key, values in sums.items()})
-        row["passes"] = bool(row["network_ssim"] > max(row["gaussian_ssim"], row["tv_ssim"]))
+        for name in networks:
+            row[f"passes_{name}"] = bool(row[f"{name}_ssim"] > max(row["gaussian_ssim"], row["tv_ssim"]))
         rows.append(row)
     return rows
 
 
-def markdown(rows: list[dict[str, float]]) -> str:
-    """The gate as a markdown table."""
-    lines = ["| t | σ_t | network SSIM | best Gaussian | best TV | noisy input | network PSNR | Gaussian PSNR | TV PSNR | passes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def markdown(rows: list[dict[str, float]], names: Sequence[str]) -> str:
+    """The gate as a markdown table: SSIM (PSNR dB) per denoiser, and whether each network passes."""
+    columns = list(names) + ["gaussian", "tv", "input"]
+    titles = [f"`{n}`" for n in names] + ["best Gaussian", "best TV", "noisy input"]
+    lines = ["| t | σ_t | " + " | ".join(titles) + " | " + " | ".join(f"`{n}` passes" for n in names) + " |",
+             "|---|---|" + "---|" * (len(columns) + len(names))]
     for r in rows:
-        lines.append(f"| {r['t']} | {r['sigma']:.3f} | {r['network_ssim']:.3f} | {r['gaussian_ssim']:.3f} | "
-                     f"{r['tv_ssim']:.3f} | {r['input_ssim']:.3f} | {r['network_psnr']:.2f} | {r['gaussian_psnr']:.2f} | "
-                     f"{r['tv_psnr']:.2f} | {'yes' if r['passes'] else 'no'} |")
+        cells = [f"{r[c + '_ssim']:.3f} ({r[c + '_psnr']:.1f})" for c in columns]
+        verdicts = ["yes" if r[f"passes_{n}"] else "no" for n in names]
+        lines.append(f"| {r['t']} | {r['sigma']:.3f} | " + " | ".join(cells) + " | " + " | ".join(verdicts) + " |")
     return "\n".join(lines)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.denoising_gate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=REPO_WEIGHTS, help="weights folder (default: the shipped weights)")
+    p.add_argument("--weights", type=Path, nargs="+", default=[REPO_WEIGHTS],
+                   help="weights folder(s), compared on the same crops and noise (default: the shipped weights)")
     p.add_argument("--timesteps", type=int, nargs="+", default=list(DEFAULT_TIMESTEPS))
     p.add_argument("--subjects", type=int, default=2, help="held-out simulated subjects")
     p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first held-out subject's seed")
-    p.add_argument("--variation", default="training", choices=("nominal", "training", "shifted"),
-                   help="simulator parameters of the held-out subjects (simulation/variation.py)")
+    add_variation(p)
     p.add_argument("--crop", type=int, nargs=3, default=list(DEFAULT_CROP), metavar=("X", "Y", "Z"))
     p.add_argument("--shape-scale", type=float, default=1.0)
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     return p.parse_args(argv)
 
 
+def _name(path: Path, paths: Sequence[Path]) -> str:
+    """A short column name for a weights folder: its folder name, or its parent's when names repeat."""
+    names = [p.resolve().name for p in paths]
+    return path.resolve().name if names.count(path.resolve().name) == 1 else path.resolve().parent.name
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     try:
-        network = load_network(arguments.weights, "diffusion")
+        networks = {_name(path, arguments.weights): load_network(path, "diffusion") for path in arguments.weights}
+        schedules = {load_schedule(path).num_timesteps for path in arguments.weights}
     except Exception as error:  # noqa: BLE001 - WeightsError and OSError alike: one line
         print(f"error: {error}", file=sys.stderr)
         return 3
-    schedule = cosine_schedule(network.config.num_timesteps)
+    if len(schedules) > 1:
+        print(f"error: the weights folders use different schedules (T = {sorted(schedules)})", file=sys.stderr)
+        return 3
+    schedule = cosine_schedule(schedules.pop())
     bad = [t for t in arguments.timesteps if not 1 <= t <= schedule.num_timesteps]
     if bad:
         print(f"error: --timesteps must lie in 1..{schedule.num_timesteps}, got {bad}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     crops = held_out_crops(arguments.subjects, arguments.seed, arguments.crop, arguments.variation, arguments.shape_scale)
-    rows = gate_table(network, crops, arguments.timesteps, schedule)
-    print(f"denoising gate: {arguments.weights}, {arguments.subjects} held-out subjects ({arguments.variation}), "
-          f"crop {'x'.join(map(str, arguments.crop))}, {time.perf_counter() - start:.0f} s")
-    print(markdown(rows))
+    rows = gate_table(networks, crops, arguments.timesteps, schedule)
+    print(f"denoising gate: {', '.join(f'{n} = {p}' for n, p in zip(networks, arguments.weights))}; "
+          f"{arguments.subjects} held-out subjects ({arguments.variation}), crop {'x'.join(map(str, arguments.crop))}, "
+          f"{time.perf_counter() - start:.0f} s; SSIM (PSNR dB) of the one-step estimate")
+    print(markdown(rows, list(networks)))
     if arguments.json:
         arguments.json.parent.mkdir(parents=True, exist_ok=True)
         arguments.json.write_text(json.dumps(rows, indent=2) + "\n")

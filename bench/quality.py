@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.case import HELD_OUT_SEED, simulated_case
+from bench.case import HELD_OUT_SEED, add_variation, simulated_case
 from bench.cli import FULL_HEAD_SHAPE
 from bench.sweep import RunLog, enhance_and_score, sweep
 from model.cost import case_cost
@@ -80,6 +80,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shape-scale", type=float, default=1.0)
     add_crop(p)
     add_window(p)
+    add_variation(p)
     p.add_argument("--configurations", nargs="*", metavar="LABEL",
                    help=f"labels from the default curve (default all): {', '.join(DEFAULT_CURVE)}")
     p.add_argument("--add", nargs=2, action="append", default=[], metavar=("LABEL", "SPEC"),
@@ -155,7 +156,7 @@ class CurveRun:
     def __call__(self, label: str, settings: SamplerSettings, subject: int) -> dict[str, Any] | None:
         if self.device.type == "cpu":
             settings = settings.updated(compile="on")
-        case = simulated_case(subject, self.args.shape_scale, self.args.crop)
+        case = simulated_case(subject, self.args.shape_scale, self.args.crop, variation=self.args.variation)
         enhancer = Enhancer(settings, self.args.weights, self.device)
         if enhancer.engine.unet is not None:
             if self.shared_unet is None:
@@ -185,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                 "trained": all(entry.get("trained", False) for entry in manifest["networks"].values()),
                 "window": list(next(iter(curve.values())).engine.window), "subject_seeds": subjects,
                 "shape_scale": args.shape_scale, "crop": args.crop,
-                "volume": simulated_case(subjects[0], args.shape_scale, args.crop).name.split(", ", 1)[1],
+                "volume": simulated_case(subjects[0], args.shape_scale, args.crop,
+                                         variation=args.variation).name.split(", ", 1)[1],
+                "variation": args.variation,
                 "runs": runs.runs()}
     bench = json.loads(args.bench_json.read_text()) if args.bench_json else None
     rows = summarise(runs, curve, bench, document)

@@ -23,7 +23,6 @@ from model.layouts import Case, discover_cases, explicit_case
 from model.option_checks import check_options
 from model.options import DEFAULT_WEIGHTS, add_device, add_weights, setting_argument
 from model.output_paths import plan_outputs
-from model.schedule import sampling_levels
 from model.settings import PRESETS, SamplerSettings, preset
 from model.weights import MANIFEST_NAME, untrained_networks
 
@@ -113,7 +112,7 @@ def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, Enhanc
     """Every case in turn, each isolated: whatever fails in one is logged and the next goes on."""
     failures = {case_id: failure_line(error) for case_id, error in refused.items()}
     a = enhancer.settings.algorithm
-    levels = len(sampling_levels(a.bridge_timestep, a.level_count, a.level_spacing)) if a.mode.uses_diffusion else 0
+    levels = len(a.visited_levels())
     for number, case in enumerate(cases, start=1):
         if case.case_id in refused:
             log.error("case %d/%d: %s refused: %s", number, len(cases), case.case_id, failures[case.case_id])

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from model.schedule import sampling_levels
 from model.settings import SamplerSettings
 from model.windows import window_count
 
@@ -47,7 +46,7 @@ def case_cost(shape: Sequence[int], settings: SamplerSettings) -> CaseCost:
     """The cost of enhancing a volume of ``shape`` (x, y, z) with ``settings``: J evaluations per visited
     level, on the grid of that level's overlap, plus one bridge evaluation on the main grid."""
     a, e = settings.algorithm, settings.engine
-    levels = sampling_levels(a.bridge_timestep, a.level_count, a.level_spacing) if a.mode.uses_diffusion else ()
+    levels = a.visited_levels()
     evaluations: Counter[float] = Counter()
     for level in levels:
         evaluations[settings.overlap_at(level)] += a.refinements

@@ -13,7 +13,7 @@ import torch
 from model.cost import case_cost
 from model.engine import VolumePlans, WindowEngine
 from model.sampler import LevelCallback, Mode, sample
-from model.schedule import cosine_schedule, sampling_levels
+from model.schedule import cosine_schedule
 from model.settings import SamplerSettings
 from model.weights import load_network, load_schedule
 
@@ -68,7 +68,7 @@ class Enhancer:
                 generator=torch.Generator(self.device).manual_seed(a.seed),
                 bridge_timestep=a.bridge_timestep,
                 refinements=a.refinements,
-                levels=sampling_levels(a.bridge_timestep, a.level_count, a.level_spacing),
+                levels=a.visited_levels(),
                 variant=a.remove_noise,
                 on_level=level_logger(on_level),
             )

@@ -16,8 +16,9 @@ SEED_RANGE = (0, 2**64 - 1)  # torch.Generator.manual_seed and numpy's SeedSeque
 def check_options(settings: SamplerSettings) -> None:
     """Refuse a seed out of range, and a window the bridge network cannot take."""
     low, high = SEED_RANGE
-    if not low <= settings.seed <= high:
-        raise UsageError(f"--seed must be in {low}..2**64-1, got {settings.seed}")
-    if settings.mode.uses_bridge and any(size % WINDOW_MULTIPLE for size in settings.window):
-        raise UsageError(f"--window {' '.join(map(str, settings.window))}: the bridge (Swin UNETR) needs every "
+    algorithm, window = settings.algorithm, settings.engine.window
+    if not low <= algorithm.seed <= high:
+        raise UsageError(f"--seed must be in {low}..2**64-1, got {algorithm.seed}")
+    if algorithm.mode.uses_bridge and any(size % WINDOW_MULTIPLE for size in window):
+        raise UsageError(f"--window {' '.join(map(str, window))}: the bridge (Swin UNETR) needs every "
                          f"window size divisible by {WINDOW_MULTIPLE}, e.g. 128 128 32")

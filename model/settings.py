@@ -16,7 +16,7 @@ from typing import Any
 
 from model.operators import RemoveNoiseVariant
 from model.sampler import Mode
-from model.schedule import LEVEL_SPACINGS, NoiseSchedule
+from model.schedule import LEVEL_SPACINGS, NoiseSchedule, sampling_levels
 
 PRECISIONS = ("float32", "bfloat16")
 COMPILE_CHOICES = ("off", "auto", "on")
@@ -43,10 +43,18 @@ class AlgorithmSettings:
     level_spacing: str = "uniform"  # how they are placed: model.schedule.sampling_levels
     remove_noise: RemoveNoiseVariant = RemoveNoiseVariant.X0
     seed: int = 0
+    # An explicit chain: the levels visited after the bridge, descending, each in 1..K (a subset of
+    # Algorithm 1's levels; it may start below K: a deviation from the paper, docs/speed.md).
+    # Empty: ceil(K / level_stride) levels from K placed by level_spacing (the paper with stride 1).
+    chain_levels: tuple[int, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "chain_levels", tuple(int(t) for t in self.chain_levels))
+        chain = self.chain_levels
         _check([
             (self.bridge_timestep >= 1, f"--bridge-timestep must be at least 1, got {self.bridge_timestep}"),
+            (all(1 <= t <= self.bridge_timestep for t in chain) and all(a > b for a, b in zip(chain, chain[1:])),
+             f"chain_levels must descend strictly within 1..K={self.bridge_timestep}, got {list(chain)}"),
             (self.refinements >= 1, f"--refine must be at least 1, got {self.refinements}"),
             (self.level_stride >= 1, f"--level-stride must be at least 1, got {self.level_stride}"),
             (self.level_spacing in LEVEL_SPACINGS,
@@ -58,7 +66,14 @@ class AlgorithmSettings:
     @property
     def level_count(self) -> int:
         """How many of the levels K..1 are visited (placed by :func:`model.schedule.sampling_levels`)."""
-        return math.ceil(self.bridge_timestep / self.level_stride)
+        return len(self.chain_levels) if self.chain_levels else math.ceil(self.bridge_timestep / self.level_stride)
+
+    def visited_levels(self) -> tuple[int, ...]:
+        """The levels the diffusion chain visits, from the top down: ``chain_levels`` when given, else
+        :func:`model.schedule.sampling_levels` of (K, level_count, level_spacing); none without diffusion."""
+        if not self.mode.uses_diffusion:
+            return ()
+        return self.chain_levels or sampling_levels(self.bridge_timestep, self.level_count, self.level_spacing)
 
     def check_against(self, schedule: NoiseSchedule) -> None:
         """K must be a level of the schedule the networks were trained with."""

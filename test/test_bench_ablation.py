@@ -52,3 +52,25 @@ def test_ablation_scores_every_configuration_and_resumes(tiny_weights, tmp_path)
 def test_centred_crop_is_centred_and_clipped():
     assert centred_crop((10, 7, 5), (4, 9, 5)) == (slice(3, 7), slice(0, 7), slice(0, 5))
     assert centred_crop((10, 7, 5), None) == (slice(None),) * 3
+
+
+def test_a_shifted_held_out_set_with_chosen_rows(tiny_weights, tmp_path):
+    """--variation shifted scores the shifted subjects (identity row equals their own low field);
+    --configurations runs only the rows asked for."""
+    from simulation import subject_variation
+
+    args = ["--subjects", "1", "--seed", str(SEED), "--shape-scale", str(SCALE), "--crop", *map(str, CROP),
+            "--preset", "smoke", "--window", *map(str, TEST_WINDOW), "--weights", str(tiny_weights), "--device", "cpu",
+            "--variation", "shifted", "--configurations", "1", "2 bridge only", "--out", str(tmp_path)]
+    assert ablation.main(args) == 0
+    with open(tmp_path / "ablation.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted({r["configuration"] for r in rows}) == ["1 identity", "2 bridge only", "2 bridge only, eq. 11 RemoveNoise"]
+    assert "shifted simulator parameters" in (tmp_path / "ablation.md").read_text()
+    subject = generate_subject(SEED, shape_scale=SCALE, variation=subject_variation(SEED, "shifted"))
+    box = centred_crop(subject.mask.shape, CROP)
+    network_input, maps = normalise_contrasts(list(subject.low), list(CONTRASTS))
+    low = denormalise_contrasts(network_input, maps)
+    expected = challenge_metrics(low[0][box], subject.high[0][box], subject.mask[box])
+    row = next(r for r in rows if r["configuration"] == "1 identity" and r["contrast"] == "T1")
+    assert np.isclose(float(row["score"]), expected["score"], rtol=1e-6)

@@ -7,7 +7,6 @@ import torch
 
 from model.engine import COMPILE_MIN_WINDOWS, CompiledNetwork
 from model.enhancer import Enhancer
-from model.schedule import sampling_levels
 from model.settings import PRESETS, SamplerSettings, preset
 from test_bench import MICRO_WINDOW, micro_weights  # noqa: F401 (a fixture)
 
@@ -54,7 +53,7 @@ def test_early_grid_changes_the_result_and_costs_fewer_windows(micro_weights):
 
 def levels(settings: SamplerSettings) -> tuple[int, ...]:
     a = settings.algorithm
-    return sampling_levels(a.bridge_timestep, a.level_count, a.level_spacing)
+    return a.visited_levels()
 
 
 def test_level_spacing_places_the_strided_levels():

@@ -35,3 +35,12 @@ def test_modes_cost_only_the_networks_they_evaluate():
 def test_window_count_is_the_plans_count():
     for shape, window, overlap in (((197, 233, 189), (128, 128, 32), 0.7), ((20, 9, 33), (16, 16, 8), 0.25)):
         assert window_count(shape, window, overlap) == plan_windows(shape, window, overlap).num_windows
+
+
+def test_an_explicit_chain_is_what_is_visited_and_costed():
+    """chain_levels: the chain may start below K (the bridge still runs at K) and is costed as listed."""
+    settings = PRESETS["paper"].updated(bridge_timestep=150, chain_levels=(40, 10, 1), refinements=1)
+    assert settings.algorithm.visited_levels() == (40, 10, 1) and settings.algorithm.level_count == 3
+    cost = case_cost(FULL_HEAD, settings)
+    assert cost.levels == (40, 10, 1) and cost.evaluations == 3 and cost.bridge_windows == 228
+    assert case_cost(FULL_HEAD, settings.updated(mode="bridge")).levels == ()

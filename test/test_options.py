@@ -49,3 +49,14 @@ def test_shared_arguments():
     args = parser.parse_args(["--device", "cpu", "--window", "64", "64", "32", "--crop", "40", "44", "20"])
     assert args.device == "cpu" and window_of(args) == (64, 64, 32) and args.crop == [40, 44, 20]
     assert args.weights.name == "weights" and window_of(parser.parse_args([])) is None
+
+
+def test_an_explicit_chain_is_parsed_and_must_descend_within_k():
+    from model.options import parse_overrides
+
+    changes = parse_overrides(["bridge_timestep=150,chain_levels=[40, 10, 1]"])
+    assert changes == {"bridge_timestep": 150, "chain_levels": (40, 10, 1)}
+    assert PRESETS["paper"].updated(**changes).algorithm.chain_levels == (40, 10, 1)
+    for bad in ((10, 40), (200, 1), (5, 5), (0,)):
+        with pytest.raises(ValueError, match="chain_levels must descend"):
+            PRESETS["paper"].updated(bridge_timestep=150, chain_levels=bad)

@@ -14,7 +14,7 @@ from training import losses
 from training.cli import apply_overrides
 from training.config import DataConfig, RunConfig, load_config
 from training.data import split_subjects
-from training.patches import PatchDataset, StepBatches, cut, patch_start
+from training.patches import PatchDataset, StepBatches, TimestepDraw, cut, patch_start
 
 SCHEDULE = cosine_schedule()
 CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
@@ -94,7 +94,8 @@ class _Subject:
 
 
 def test_patches_are_functions_of_step_and_slot_and_split_over_processes():
-    dataset = PatchDataset([_Subject(0.1), _Subject(0.2), _Subject(0.3)], (8, 8, 16), 0.9, (250, 750), True, seed=5)
+    dataset = PatchDataset([_Subject(0.1), _Subject(0.2), _Subject(0.3)], (8, 8, 16), 0.9, TimestepDraw(250, 750), True,
+                           seed=5)
     one = [dataset[key] for key in next(iter(StepBatches(3, 4, 4, rank=0, world_size=1)))]
     halves = [dataset[key] for rank in (0, 1) for key in next(iter(StepBatches(3, 4, 4, rank, world_size=2)))]
     for a, b in zip(one, halves):
