@@ -83,12 +83,18 @@ def test_a_folder_in_the_place_of_an_output_is_found_before_computing(tmp_path, 
     assert files_under(tmp_path / "out") == []  # before: T1 was renamed into place, then T2 failed
 
 
-def test_a_signal_during_the_commit_waits_until_all_three_are_in_place(tmp_path, monkeypatch):
+def _three_partials(folder):
+    """Finished temporary files of the three contrasts, by their final path."""
     partials = {}
     for contrast in CONTRASTS:
-        target = tmp_path / f"{contrast}.mha"
+        target = folder / f"{contrast}.mha"
         partials[target] = partial_path(target, ".mha")
         partials[target].write_text(contrast)
+    return partials
+
+
+def test_a_signal_during_the_commit_waits_until_all_three_are_in_place(tmp_path, monkeypatch):
+    partials = _three_partials(tmp_path)
     real_replace = os.replace
 
     def replace_then_signal(source, target):
@@ -107,11 +113,7 @@ def test_a_signal_during_the_commit_waits_until_all_three_are_in_place(tmp_path,
 
 
 def test_a_failed_rename_rolls_the_commit_back(tmp_path, monkeypatch):
-    partials = {}
-    for contrast in CONTRASTS:
-        target = tmp_path / f"{contrast}.mha"
-        partials[target] = partial_path(target, ".mha")
-        partials[target].write_text(contrast)
+    partials = _three_partials(tmp_path)
     real_replace = os.replace
 
     def fail_on_flair(source, target):
