@@ -15,9 +15,23 @@ from model.engine import VolumePlans, WindowEngine
 from model.sampler import LevelCallback, Mode, sample
 from model.schedule import cosine_schedule
 from model.settings import SamplerSettings
-from model.weights import load_network, load_schedule
+from model.weights import load_network, load_schedule, trained_timesteps
 
 log = logging.getLogger(__name__)
+
+
+def warn_outside_training(settings: SamplerSettings, weights_dir: Path | None) -> None:
+    """A warning when K or the chain's levels lie outside the timesteps the networks were trained on
+    (e.g. the paper preset's K = 400 with weights trained for K <= 250): it runs, but expect worse."""
+    a = settings.algorithm
+    checks = (("bridge", (a.bridge_timestep,), a.mode.uses_bridge), ("diffusion", a.visited_levels(), True))
+    for name, levels, used in checks:
+        trained = trained_timesteps(weights_dir, name) if used and levels and weights_dir is not None else None
+        if trained and not all(trained[0] <= t <= trained[1] for t in levels):
+            log.warning("the %s network in %s was trained on t = %d..%d; these settings use t = %s: outside it, "
+                        "expect a worse result (the weights' README section says which settings they are for)",
+                        name, weights_dir, trained[0], trained[1], ", ".join(map(str, sorted(set(levels), reverse=True)[:6]))
+                        + (", ..." if len(set(levels)) > 6 else ""))
 
 
 class Enhancer:
@@ -28,6 +42,7 @@ class Enhancer:
         self.settings, self.device = settings, device
         self.schedule = cosine_schedule() if mode is Mode.IDENTITY else load_schedule(weights_dir)
         settings.algorithm.check_against(self.schedule)
+        warn_outside_training(settings, weights_dir)
         self.engine = WindowEngine(
             settings.engine, device,
             unet=load_network(weights_dir, "diffusion", device) if mode.uses_diffusion else None,

@@ -125,6 +125,22 @@ def load_schedule(directory: Path) -> NoiseSchedule:
                            "expected {\"name\": \"cosine\", \"timesteps\": 1000}") from None
 
 
+def trained_timesteps(directory: Path, name: str) -> tuple[int, int] | None:
+    """The timesteps network ``name`` was trained on, from its manifest provenance (None when not recorded).
+
+    The diffusion network: ``diffusion.t_min..t_max`` (1..T for runs before those keys); the bridge:
+    ``bridge.t_min..t_max``. Inference outside them still runs, with a warning (:mod:`model.enhancer`).
+    """
+    try:
+        entry = read_manifest(directory)["networks"][name]
+        training = entry["provenance"][name]["training_config"]
+        section = training[name]
+        default_max = int(section.get("timesteps", DEFAULT_TIMESTEPS))
+        return int(section.get("t_min", 1)), int(section.get("t_max", default_max))
+    except (KeyError, TypeError, ValueError, WeightsError):
+        return None
+
+
 def load_network(directory: Path, name: str, device: torch.device | str = "cpu") -> nn.Module:
     """Load, verify and return network ``name`` in eval mode with gradients off."""
     directory = Path(directory)

@@ -93,3 +93,28 @@ def test_bridge_timestep_is_checked_against_the_weights_schedule(weights):
     with pytest.raises(ValueError, match=r"--bridge-timestep must be in 1\.\.300"):
         Enhancer(preset("smoke").updated(bridge_timestep=400), weights, torch.device("cpu"))
     assert Enhancer(preset("smoke").updated(bridge_timestep=300), weights, torch.device("cpu")).schedule.num_timesteps == 300
+
+
+def test_settings_outside_the_trained_timesteps_are_warned_about(tiny_weights, tmp_path, caplog):
+    """The manifest's provenance says which t each network trained on; K or levels outside it warn, inside do not."""
+    import json
+    import logging
+    import shutil
+
+    from model.enhancer import warn_outside_training
+    from model.settings import PRESETS
+    from model.weights import trained_timesteps
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, section in (("diffusion", {"t_min": 1, "t_max": 250}), ("bridge", {"t_min": 50, "t_max": 250})):
+        manifest["networks"][name]["provenance"] = {name: {"training_config": {name: section}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert trained_timesteps(folder, "bridge") == (50, 250) and trained_timesteps(tiny_weights, "bridge") is None
+    with caplog.at_level(logging.WARNING, logger="model.enhancer"):
+        warn_outside_training(PRESETS["paper"].updated(bridge_timestep=100, chain_levels=(10, 1)), folder)
+        assert caplog.text == ""
+        warn_outside_training(PRESETS["paper"], folder)  # K = 400 and levels 400..1
+    assert "bridge network" in caplog.text and "t = 50..250" in caplog.text and "t = 400" in caplog.text
+    assert "diffusion network" in caplog.text
