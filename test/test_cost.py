@@ -15,12 +15,12 @@ def test_preset_costs_count_evaluations_per_grid():
 
 
 def test_windows_of_the_presets_on_a_full_head():
-    """docs/speed.md: 228 windows per evaluation at overlap 0.7; paper 273,600 U-Net windows, cpu 192."""
+    """docs/speed.md: 228 windows per evaluation at overlap 0.7 (48 at 0.25); paper 273,600 U-Net windows, cpu 144."""
     paper = case_cost(FULL_HEAD, PRESETS["paper"])
     assert paper.windows_by_overlap[0.7] == 228 and paper.unet_windows == 1200 * 228 and paper.bridge_windows == 228
-    assert case_cost(FULL_HEAD, PRESETS["fast"]).unet_windows == 12_996
+    assert case_cost(FULL_HEAD, PRESETS["fast"]).unet_windows == 3 * 2 * 228  # 3 levels, J = 2
     cpu = case_cost(FULL_HEAD, PRESETS["cpu"])
-    assert cpu.levels == (400, 225, 100, 25) and cpu.unet_windows == 192 and cpu.windows == 192 + 48
+    assert cpu.levels == (25, 10, 1) and cpu.unet_windows == 3 * 48 and cpu.windows == 3 * 48 + 48
 
 
 def test_modes_cost_only_the_networks_they_evaluate():

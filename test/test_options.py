@@ -25,7 +25,7 @@ def test_bad_overrides_are_refused_by_name(bad, message):
 
 def test_configurations_start_from_a_preset():
     assert configured("preset:cpu") == PRESETS["cpu"]
-    assert configured("preset:cpu,level_spacing=uniform") == PRESETS["cpu"].updated(level_spacing="uniform")
+    assert configured("preset:cpu,refinements=2") == PRESETS["cpu"].updated(refinements=2)
     assert configured("level_stride=8") == PRESETS["paper"].updated(level_stride=8)
     assert configured("mode=identity", base="smoke").algorithm.mode.value == "identity"
     with pytest.raises(ValueError, match="unknown preset"):
