@@ -36,6 +36,7 @@ from bench.case import HELD_OUT_SEED, add_variation, centred_crop
 from model.intensity import normalise_contrasts
 from model.layouts import CONTRASTS
 from model.operators import add_noise, estimate_x0
+from model.options import DEFAULT_WEIGHTS
 from model.schedule import NoiseSchedule, cosine_schedule
 from model.weights import load_network, load_schedule
 
@@ -43,7 +44,6 @@ DEFAULT_TIMESTEPS = (25, 50, 100, 200, 300, 400)
 DEFAULT_CROP = (96, 96, 48)
 GAUSSIAN_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)  # voxels
 TV_WEIGHTS = (0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.25, 0.4)  # skimage's Chambolle weight, [-1, 1] images
-REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
 Denoiser = Callable[[np.ndarray, float], np.ndarray]  # (noisy image in x0 units, setting) -> estimate
 
@@ -151,7 +151,7 @@ def markdown(rows: list[dict[str, float]], names: Sequence[str]) -> str:
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.denoising_gate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, nargs="+", default=[REPO_WEIGHTS],
+    p.add_argument("--weights", type=Path, nargs="+", default=[DEFAULT_WEIGHTS],
                    help="weights folder(s), compared on the same crops and noise (default: the shipped weights)")
     p.add_argument("--timesteps", type=int, nargs="+", default=list(DEFAULT_TIMESTEPS))
     p.add_argument("--subjects", type=int, default=2, help="held-out simulated subjects")

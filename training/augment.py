@@ -9,6 +9,8 @@ percentile map clips. The high-field target is never touched.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 GAMMA = (0.7, 1.4)  # log-uniform
@@ -23,8 +25,7 @@ def _uniform(generator: torch.Generator, low: float, high: float, count: int) ->
 def augment_low_field(low: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Augmented copy of ``low`` (C, X, Y, Z) in [-1, 1]; one draw per contrast from ``generator``."""
     channels = low.shape[0]
-    log_gamma = _uniform(generator, float(torch.log(torch.tensor(GAMMA[0]))), float(torch.log(torch.tensor(GAMMA[1]))),
-                         channels)
+    log_gamma = _uniform(generator, math.log(GAMMA[0]), math.log(GAMMA[1]), channels)
     gain = _uniform(generator, *GAIN, channels)
     noise_sd = _uniform(generator, *NOISE_SD, channels)
     shape = (channels,) + (1,) * (low.dim() - 1)
