@@ -15,7 +15,8 @@
 # The base's torch is kept: requirements.txt is installed with torch filtered out and the
 # installed torch pinned as a constraint.
 ARG BASE_IMAGE=pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime
-FROM ${BASE_IMAGE}
+# Grand Challenge runs linux/amd64 images (the forge templates pin it too; build.sh passes it to docker build).
+FROM --platform=linux/amd64 ${BASE_IMAGE}
 
 USER root
 # At run time only /output and /tmp are writable: every cache points into /tmp.
@@ -30,6 +31,12 @@ ENV PYTHONUNBUFFERED=1 \
     MPLCONFIGDIR=/tmp/.cache/matplotlib \
     TORCH_HOME=/tmp/.cache/torch \
     CUDA_CACHE_PATH=/tmp/.cache/nv
+# The run's defaults, each overridable with docker run -e or a derived image (docs/container.md):
+# every process.py option is ULF_<OPTION>. A Grand Challenge job has 20 minutes by default; the run plans
+# itself to 16 of them (counted from the process's start, reading and writing included), leaving 4 for
+# the platform's container start-up. ULF_TIME_BUDGET=0 runs the preset as asked, however long it takes.
+ENV ULF_TIME_BUDGET=960 \
+    ULF_PRECISION=auto
 LABEL org.opencontainers.image.title="ulf-enc-bridged-diffusion" \
       org.opencontainers.image.description="Bridged denoising diffusion for ultra-low-field (64 mT) MRI enhancement: T1w, T2w, FLAIR in; enhanced T1w, T2w, FLAIR out" \
       org.ulf-enc.inputs="low-field-t1-brain-mri low-field-t2-brain-mri low-field-flair-brain-mri" \

@@ -55,7 +55,7 @@ command -v docker >/dev/null 2>&1 || die "docker is not installed or not on PATH
 docker info >/dev/null 2>&1 || die "cannot reach the Docker daemon. Is it running (systemctl start docker, or
   dockerd &), and may this user use it (root, or a member of the docker group)?"
 
-args=()
+args=(--platform=linux/amd64)  # what Grand Challenge runs
 [[ -n "$base" ]] && args+=(--build-arg "BASE_IMAGE=$base")
 [[ -n "$network" ]] && args+=(--network "$network")
 

@@ -49,9 +49,10 @@ def centred_crop(shape: Sequence[int], size: Sequence[int] | None) -> tuple[slic
     return tuple(slice((n - min(c, n)) // 2, (n - min(c, n)) // 2 + min(c, n)) for n, c in zip(shape, size))
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def simulated_subject(seed: int, shape_scale: float, variation: str = "nominal") -> SimulatedSubject:
-    """Subject ``seed`` of the simulator (about 25 s for a full head; the last two are kept), with its
+    """Subject ``seed`` of the simulator (about 25 s for a full head; the last four are kept, about 250 MB each:
+    a sweep of configurations over up to four subjects simulates each once), with its
     simulator parameters drawn for ``variation`` (nominal, training or shifted: simulation/variation.py)."""
     return generate_subject(seed, shape_scale=shape_scale, variation=subject_variation(seed, variation))
 

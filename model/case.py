@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from model.budget import TimeBudget
 from model.enhancer import Enhancer
 from model.errors import InputError
 from model.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
@@ -82,19 +83,27 @@ def outputs_of(loaded: LoadedCase, enhanced: np.ndarray) -> dict[str, sitk.Image
     return outputs
 
 
-def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None = None) -> None:
-    """Enhance one case and write its three outputs (all or none)."""
+def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None = None,
+                 budget: TimeBudget | None = None, cases_left: int = 1) -> None:
+    """Enhance one case and write its three outputs (all or none); with ``budget``, the sampling is planned
+    to this case's share of the time left (``cases_left``: this one and those after it)."""
     started = time.perf_counter()
     shape, file_bytes = check_case_headers(case)
     check_memory(shape, len(CONTRASTS), enhancer.settings.engine.window, enhancer.engine.windows_per_batch,
                  enhancer.device, case.case_id, extra_bytes=file_bytes)
     loaded = load_case(case)
-    log.info("%s: loaded and normalised %s in %.1f s", case.case_id, loaded.network_input.shape[1:],
-             time.perf_counter() - started)
+    read_seconds = time.perf_counter() - started
+    log.info("%s: loaded and normalised %s in %.1f s", case.case_id, loaded.network_input.shape[1:], read_seconds)
+    deadline = None
+    if budget is not None:
+        deadline = time.monotonic() + budget.case_allowance(cases_left, read_seconds)
     sampled = time.perf_counter()
-    enhanced = enhancer.enhance(loaded.network_input, on_level=on_level)
-    log.info("%s: %s sampling in %.1f s", case.case_id, enhancer.settings.algorithm.mode.value, time.perf_counter() - sampled)
+    enhanced = enhancer.enhance(loaded.network_input, on_level=on_level, deadline=deadline)
+    mode = (enhancer.last_plan.settings if deadline is not None else enhancer.settings).algorithm.mode
+    log.info("%s: %s sampling in %.1f s", case.case_id, mode.value, time.perf_counter() - sampled)
     written = time.perf_counter()
     write_volumes({case.outputs[c]: image for c, image in outputs_of(loaded, enhanced).items()})
-    log.info("%s: wrote %s in %.1f s", case.case_id, ", ".join(str(case.outputs[c]) for c in CONTRASTS),
-             time.perf_counter() - written)
+    write_seconds = time.perf_counter() - written
+    if budget is not None:
+        budget.record_io(read_seconds + write_seconds)
+    log.info("%s: wrote %s in %.1f s", case.case_id, ", ".join(str(case.outputs[c]) for c in CONTRASTS), write_seconds)

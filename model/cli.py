@@ -15,9 +15,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from model.budget import TimeBudget, candidates, process_started
 from model.case import enhance_case
 from model.engine import select_device
 from model.enhancer import Enhancer
+from model.environment import with_environment
 from model.errors import EnhancementError, InputError, UsageError
 from model.layouts import Case, discover_cases, explicit_case
 from model.option_checks import check_options
@@ -38,7 +40,8 @@ SAMPLER_FLAGS = {  # flag -> (setting, help); each typed by its settings field (
     "--overlap": ("overlap", "sliding-window overlap in [0, 1) (paper: 0.7)"),
     "--window": ("window", "window size (paper: 128 128 32)"),
     "--windows-per-batch": ("windows_per_batch", "windows per network call (default 4)"),
-    "--precision": ("precision", "float32, or bfloat16 autocast on CUDA"),
+    "--precision": ("precision", "the networks' arithmetic: auto (float16 on a T4, bfloat16 on sm_80+, float32 on the CPU), "
+                                 "float32, bfloat16, float16; blending always float32"),
     "--remove-noise": ("remove_noise", "RemoveNoise reading: x0 estimate (default) or the literal eq. 11 posterior mean"),
     "--seed": ("seed", "random seed (default 0)"),
 }
@@ -49,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="process.py",
         description="Bridged denoising diffusion: 64 mT T1w/T2w/FLAIR in, pseudo-3 T out.",
-        epilog="With no input options: Grand Challenge mode, /input -> /output.",
+        epilog="With no input options: Grand Challenge mode, /input -> /output. Every option can also be set by the "
+               "environment variable in brackets (the command line wins); see docs/container.md.",
     )
     io = p.add_argument_group("inputs and outputs")
     io.add_argument("--input", type=Path, help="input folder (Grand Challenge or ULF-EnC layout; default /input)")
@@ -65,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (name, help) in SAMPLER_FLAGS.items():
         setting_argument(s, flag, name, help)
     add_device(s)
+    t = p.add_argument_group("time")
+    t.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
+                   help="seconds the whole run may take, from the start of the command: each case's sampling is planned "
+                        "to its share, from the measured throughput (docs/speed.md, 'Time budget'); 0: no budget")
     o = p.add_argument_group("output")
     o.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bar")
     o.add_argument("--verbose", action="store_true", help="debug logging")
@@ -108,9 +116,11 @@ def failure_line(error: Exception) -> str:
     return text if isinstance(error, EnhancementError) else f"{type(error).__name__}: {text or 'no message'}"
 
 
-def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, EnhancementError], quiet: bool) -> dict[str, str]:
+def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, EnhancementError], quiet: bool,
+                budget: TimeBudget | None = None) -> dict[str, str]:
     """Every case in turn, each isolated: whatever fails in one is logged and the next goes on."""
     failures = {case_id: failure_line(error) for case_id, error in refused.items()}
+    to_do = [case.case_id for case in cases if case.case_id not in refused]
     a = enhancer.settings.algorithm
     levels = len(a.visited_levels())
     for number, case in enumerate(cases, start=1):
@@ -122,7 +132,8 @@ def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, Enhanc
         with tqdm(total=levels, desc=f"{case.case_id} levels", unit="level", disable=quiet or levels == 0,
                   mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
             try:
-                enhance_case(case, enhancer, on_level=lambda done, total: bar.update(1))
+                enhance_case(case, enhancer, on_level=lambda done, total: bar.update(1), budget=budget,
+                             cases_left=len(to_do) - to_do.index(case.case_id))
             except Exception as error:  # noqa: BLE001 - one subject must never stop the others
                 log.debug("%s failed", case.case_id, exc_info=True)
                 if len(cases) == 1:
@@ -144,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:  # invalid option values (settings validation)
         raise UsageError(str(error)) from None
     check_options(settings)
+    budget = None
+    if args.time_budget:
+        budget = TimeBudget(args.time_budget, started=getattr(args, "started", None))
+        candidates(settings)  # refuses a mode the planner cannot plan, before any file is read
     cases = cases_from(args)
     refused = plan_outputs(cases)
     if len(cases) == 1 and refused:
@@ -157,7 +172,11 @@ def run(args: argparse.Namespace) -> int:
     if untrained:
         log.warning("the %s network(s) in %s are NOT trained (random initialisation): outputs are not enhanced",
                     " and ".join(untrained), weights)
-    failures = enhance_all(cases, enhancer, refused, args.quiet)
+    failures = enhance_all(cases, enhancer, refused, args.quiet, budget)
+    if budget is not None:
+        used = budget.seconds - budget.remaining()
+        log.log(logging.INFO if used <= budget.seconds else logging.WARNING,
+                "time budget: the run took %.0f s of %.0f s (%.0f%%)", used, budget.seconds, 100 * used / budget.seconds)
     if len(cases) > 1:  # the summary: a warning when something failed, so that --quiet shows it too
         level = logging.WARNING if failures else logging.INFO
         log.log(level, "%d of %d cases enhanced", len(cases) - len(failures), len(cases))
@@ -175,7 +194,9 @@ def configure_logging(quiet: bool, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn known failures into one line and an exit code."""
-    args = build_parser().parse_args(argv)
+    started = process_started()
+    args = with_environment(build_parser()).parse_args(argv)
+    args.started = started
     configure_logging(args.quiet, args.verbose)
     signal.signal(signal.SIGTERM, raise_on_termination)
     try:

@@ -4,7 +4,7 @@ Per volume, the window plans (the main grid, and the low-overlap grid of the ear
 for) and the scratch buffers are made once; windows go through the networks in full batches of one
 shape; the loop never waits on the device (random grid shifts are drawn on the host); an out-of-memory
 error halves the windows per batch and retries; everything runs under ``torch.inference_mode`` (and
-bf16 autocast on CUDA when asked for). What the engine computes is decided elsewhere
+autocast in the resolved precision, :mod:`model.precision`). What the engine computes is decided elsewhere
 (:mod:`model.enhancer`); how, by :class:`model.settings.EngineSettings`.
 """
 
@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from model.errors import DeviceError
+from model.precision import inference, resolve_precision
 from model.settings import EngineSettings
-from model.windows import WindowBuffers, WindowFn, WindowPlan, evaluate_in_windows, plan_windows, random_shift
+from model.windows import (
+    WindowBuffers,
+    WindowFn,
+    WindowPlan,
+    evaluate_in_windows,
+    first_batch,
+    plan_windows,
+    random_shift,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +118,9 @@ class WindowEngine:
         self.settings, self.device = settings, device
         self.unet, self.bridge = unet, bridge
         self.windows_per_batch = settings.windows_per_batch  # lowered after an out-of-memory error
+        self.precision = resolve_precision(settings.precision, device)  # float32, bfloat16 or float16
+        if self.precision != settings.precision:
+            log.info("precision %s on %s: %s", settings.precision, device, self.precision)
         self.counts = EvaluationCounts()
 
     def reset_counts(self) -> None:
@@ -136,14 +149,32 @@ class WindowEngine:
             plans.early_above = early_above
         return plans
 
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        """``torch.inference_mode``, with bf16 autocast on CUDA when asked for."""
-        autocast = contextlib.nullcontext()
-        if self.settings.precision == "bfloat16" and self.device.type == "cuda":
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16)
-        with torch.inference_mode(), autocast:
-            yield
+    def running(self) -> contextlib.AbstractContextManager:
+        """``torch.inference_mode``, under autocast in the resolved precision (:mod:`model.precision`)."""
+        return inference(self.precision, self.device)
+
+    def windows_per_second(self, x: torch.Tensor, plan: WindowPlan) -> tuple[float, float]:
+        """The U-Net's and the bridge's measured throughput (windows per second; 0 for an absent network) on a
+        batch of ``x``'s windows of ``plan``, on this device at this precision (call inside :meth:`running`).
+        On CUDA one warm-up call comes first (kernel selection); on the CPU the first call is the measure."""
+        batch = first_batch(x, plan, self.windows_per_batch, self.settings.channels_last)
+        timesteps = torch.full((batch.shape[0],), 1.0, device=batch.device)
+        calls = {"unet": (lambda: self.unet(batch, timesteps)) if self.unet is not None else None,
+                 "bridge": (lambda: self.bridge.residual(batch)) if self.bridge is not None else None}
+        rates = {}
+        for name, call in calls.items():
+            if call is None:
+                rates[name] = 0.0
+                continue
+            if self.device.type == "cuda":
+                call()
+                torch.cuda.synchronize(self.device)
+            started = time.perf_counter()
+            call()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            rates[name] = batch.shape[0] / max(time.perf_counter() - started, 1e-9)
+        return rates["unet"], rates["bridge"]
 
     def evaluate(self, fn: WindowFn, x: torch.Tensor, plan: WindowPlan, *, shift=None,
                  buffers: WindowBuffers | None = None) -> torch.Tensor:

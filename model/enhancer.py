@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.budget import ChainDeadline, Plan, Throughput, plan_case
 from model.cost import case_cost
 from model.engine import VolumePlans, WindowEngine
 from model.sampler import LevelCallback, Mode, sample
@@ -40,6 +41,7 @@ class Enhancer:
     def __init__(self, settings: SamplerSettings, weights_dir: Path | None, device: torch.device):
         mode = settings.algorithm.mode
         self.settings, self.device = settings, device
+        self.last_plan: Plan | None = None  # what the last enhance() under a deadline chose
         self.schedule = cosine_schedule() if mode is Mode.IDENTITY else load_schedule(weights_dir)
         settings.algorithm.check_against(self.schedule)
         warn_outside_training(settings, weights_dir)
@@ -59,19 +61,55 @@ class Enhancer:
         """What the last :meth:`enhance` cost (:class:`model.engine.EvaluationCounts`)."""
         return self.engine.counts
 
-    def prepare(self, shape: tuple[int, ...]) -> VolumePlans:
-        """The window plans of a volume of ``shape`` (x, y, z); compiles the U-Net first when the settings
-        ask for it and the case is long enough (``compile="auto"``)."""
-        if self.engine.wants_compile(case_cost(shape, self.settings).unet_windows):
+    def prepare(self, shape: tuple[int, ...], settings: SamplerSettings | None = None) -> VolumePlans:
+        """The window plans of a volume of ``shape`` (x, y, z) for ``settings`` (default: the enhancer's);
+        compiles the U-Net first when they ask for it and the case is long enough (``compile="auto"``)."""
+        settings = settings or self.settings
+        if self.engine.wants_compile(case_cost(shape, settings).unet_windows):
             self.engine.compile_unet()
-        return self.engine.plans_for(shape, self.settings.early_levels_above if self.settings.uses_early_grid else None)
+        return self.engine.plans_for(shape, settings.early_levels_above if settings.uses_early_grid else None)
 
-    def enhance(self, volume: np.ndarray, on_level: LevelCallback | None = None) -> np.ndarray:
-        """``volume``: (3, X, Y, Z) float32 in [-1, 1]; returns the same shape, float32."""
-        a, engine = self.settings.algorithm, self.engine
+    def plan_to(self, deadline: float, x0_lf: torch.Tensor) -> tuple[SamplerSettings, ChainDeadline | None]:
+        """The settings that fit until ``deadline`` (``time.monotonic``) on this volume, from the networks'
+        throughput measured on it (:mod:`model.budget`), and the chain's deadline."""
+        shape = tuple(x0_lf.shape[2:])
+        with self.engine.running():
+            rates = Throughput(*self.engine.windows_per_second(x0_lf, self.engine.plans_for(shape).main))
+        plan = plan_case(self.settings, shape, rates, deadline - time.monotonic())
+        self.last_plan = plan
+        log.log(logging.INFO if plan.fits else logging.WARNING, "time budget: %s", plan.describe())
+        log.info("time budget: measured %.3g U-Net and %.3g bridge windows per second on %s",
+                 rates.unet, rates.bridge, self.device)
+        levels = plan.settings.algorithm.level_count if plan.settings.algorithm.mode.uses_diffusion else 0
+        if not levels:
+            return plan.settings, None
+        per_level = (case_cost(shape, plan.settings).unet_windows / levels) / rates.unet
+        return plan.settings, ChainDeadline(deadline, per_level)
+
+    def enhance(self, volume: np.ndarray, on_level: LevelCallback | None = None, *,
+                deadline: float | None = None) -> np.ndarray:
+        """``volume``: (3, X, Y, Z) float32 in [-1, 1]; returns the same shape, float32. With ``deadline``
+        (``time.monotonic``), the configuration is planned to finish by then (:meth:`plan_to`)."""
+        engine = self.engine
         x0_lf = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(self.device)
-        plans = self.prepare(tuple(x0_lf.shape[2:]))
-        log_plans(plans, self.settings.engine.early_overlap)
+        settings, chain_deadline = self.settings, None
+        if deadline is not None:
+            settings, chain_deadline = self.plan_to(deadline, x0_lf)
+        requested_engine, engine.settings = engine.settings, settings.engine
+        try:
+            result = self._sample(x0_lf, settings, on_level, chain_deadline)
+        finally:
+            engine.settings = requested_engine
+        if chain_deadline is not None and chain_deadline.stopped_at is not None:
+            log.warning("time budget: the chain ended before level %d, %d of %d levels done",
+                        chain_deadline.stopped_at, len(chain_deadline.level_starts), settings.algorithm.level_count)
+        return result
+
+    def _sample(self, x0_lf: torch.Tensor, settings: SamplerSettings, on_level: LevelCallback | None,
+                keep_going: ChainDeadline | None) -> np.ndarray:
+        a, engine = settings.algorithm, self.engine
+        plans = self.prepare(tuple(x0_lf.shape[2:]), settings)
+        log_plans(plans, settings.engine.early_overlap)
         engine.reset_counts()
         with engine.running():
             result = sample(
@@ -86,6 +124,7 @@ class Enhancer:
                 levels=a.visited_levels(),
                 variant=a.remove_noise,
                 on_level=level_logger(on_level),
+                keep_going=keep_going,
             )
         log.info("%d whole-volume evaluations (%d on the early grid), %d windows", engine.counts.evaluations,
                  engine.counts.early_evaluations, engine.counts.windows)

@@ -12,7 +12,9 @@ Three layouts:
 
 Socket slugs default to the names in :data:`DEFAULT_INPUT_SLUGS` / :data:`DEFAULT_OUTPUT_SLUGS`
 and are overridden, without rebuilding a container, by the environment variables
-``ULF_SOCKET_{T1,T2,FLAIR}`` and ``ULF_OUTPUT_SOCKET_{T1,T2,FLAIR}``.
+``ULF_SOCKET_{T1,T2,FLAIR}`` and ``ULF_OUTPUT_SOCKET_{T1,T2,FLAIR}``. An output interface's
+``relative_path`` may differ from ``images/<its slug>`` (Grand Challenge lets a challenge choose it):
+``ULF_OUTPUT_PATH_{T1,T2,FLAIR}`` sets the folder, relative to the output folder, per contrast.
 """
 
 from __future__ import annotations
@@ -64,6 +66,24 @@ def socket_slugs() -> tuple[dict[str, str], dict[str, str]]:
     inputs = {c: os.environ.get(f"ULF_SOCKET_{c}", DEFAULT_INPUT_SLUGS[c]) for c in CONTRASTS}
     outputs = {c: os.environ.get(f"ULF_OUTPUT_SOCKET_{c}", DEFAULT_OUTPUT_SLUGS[c]) for c in CONTRASTS}
     return inputs, outputs
+
+
+def output_folders() -> dict[str, str]:
+    """Per contrast, the output interface's ``relative_path`` (a folder under the output folder):
+    ``ULF_OUTPUT_PATH_<C>``, else ``images/<output slug>``; refused when it leaves the output folder."""
+    _, out_slugs = socket_slugs()
+    _distinct(out_slugs, "ULF_OUTPUT_SOCKET_")
+    folders = {}
+    for contrast in CONTRASTS:
+        variable = f"ULF_OUTPUT_PATH_{contrast}"
+        relative = os.environ.get(variable, f"images/{out_slugs[contrast]}").strip().rstrip("/")
+        parts = os.path.normpath(relative).split(os.sep) if relative else [""]
+        if Path(relative).is_absolute() or parts[0] in ("..", ".", ""):
+            raise InputError(f"{variable}='{relative}' must be a folder inside the output folder, e.g. "
+                             f"images/{out_slugs[contrast]}")
+        folders[contrast] = relative
+    _distinct(folders, "ULF_OUTPUT_PATH_")
+    return folders
 
 
 def _inputs_json_paths(input_dir: Path) -> dict[str, Path]:
@@ -135,8 +155,8 @@ def _distinct(slugs: dict[str, str], variable: str) -> None:
 
 def grand_challenge_case(input_dir: Path, output_dir: Path) -> Case:
     """The one case of a Grand Challenge job."""
-    in_slugs, out_slugs = socket_slugs()
-    _distinct(out_slugs, "ULF_OUTPUT_SOCKET_")
+    in_slugs, _ = socket_slugs()
+    out_folders = output_folders()
     described = _inputs_json_paths(input_dir)
     inputs, outputs = {}, {}
     for contrast in CONTRASTS:
@@ -144,7 +164,7 @@ def grand_challenge_case(input_dir: Path, output_dir: Path) -> Case:
         location = described.get(slug, input_dir / "images" / slug)
         # Grand Challenge's relative_path of an image socket is its folder (images/<slug>); accept a file too.
         inputs[contrast] = location if location.is_file() else _socket_file(location, slug, contrast)
-        outputs[contrast] = output_dir / "images" / out_slugs[contrast] / (file_stem(inputs[contrast], contrast) + ".mha")
+        outputs[contrast] = output_dir / out_folders[contrast] / (file_stem(inputs[contrast], contrast) + ".mha")
     return Case(case_id=file_stem(inputs["T1"], "T1"), inputs=inputs, outputs=outputs, layout="grand-challenge")
 
 

@@ -18,6 +18,7 @@ from model.schedule import NoiseSchedule, sampling_levels
 Denoiser = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, t) -> eps_theta(x_t, t), whole volume
 BridgeResidual = Callable[[torch.Tensor], torch.Tensor]  # x -> phi(x), whole volume
 LevelCallback = Callable[[int, int], None]  # (levels done, levels in all)
+KeepGoing = Callable[[int], bool]  # (next level) -> False to end the chain there (a time budget)
 
 
 class Mode(str, Enum):
@@ -71,15 +72,20 @@ def refine_with_diffusion(
     refinements: int = 3,
     variant: RemoveNoiseVariant = RemoveNoiseVariant.X0,
     on_level: LevelCallback | None = None,
+    keep_going: KeepGoing | None = None,
 ) -> torch.Tensor:
     """Algorithm 1, lines 5-9: at each level, re-noise the estimate J times with one noise draw.
 
     ``levels`` are visited in the given order (the paper: K, K-1, ..., 1); a subset
     (:func:`model.schedule.sampling_levels`) is the same algorithm with fewer levels.
+    ``keep_going(level)`` (not in the paper; :class:`model.budget.ChainDeadline`) may end the chain
+    before a level: the estimate of the last level done is then the result.
     """
     if refinements < 1:
         raise ValueError(f"the refinement count J must be at least 1, got {refinements}")
     for done, level in enumerate(levels, start=1):
+        if keep_going is not None and not keep_going(level):
+            break
         noise = gaussian_like(x0, generator)
         for _ in range(refinements):
             x_level = add_noise(x0, noise, level, schedule)
@@ -102,6 +108,7 @@ def sample(
     levels: Sequence[int] | None = None,
     variant: RemoveNoiseVariant = RemoveNoiseVariant.X0,
     on_level: LevelCallback | None = None,
+    keep_going: KeepGoing | None = None,
 ) -> torch.Tensor:
     """Algorithm 1 in one of the four ablation modes; returns the pseudo high-field ``x0``.
 
@@ -129,4 +136,5 @@ def sample(
         return x0
     return refine_with_diffusion(
         x0, denoiser, schedule, generator, levels=levels, refinements=refinements, variant=variant, on_level=on_level,
+        keep_going=keep_going,
     )

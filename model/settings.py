@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from model.operators import RemoveNoiseVariant
+from model.precision import PRECISIONS
 from model.sampler import Mode
 from model.schedule import LEVEL_SPACINGS, NoiseSchedule, sampling_levels
 
-PRECISIONS = ("float32", "bfloat16")
 COMPILE_CHOICES = ("off", "auto", "on")
 CHOICES = {  # the settings whose values are words, and the words
     "mode": tuple(m.value for m in Mode), "remove_noise": tuple(v.value for v in RemoveNoiseVariant),
@@ -94,7 +94,7 @@ class EngineSettings:
     early_overlap: float | None = None
     early_levels_fraction: float = 0.0
     windows_per_batch: int = 4
-    precision: str = "float32"  # "bfloat16": autocast on CUDA, float32 accumulation
+    precision: str = "auto"  # the networks' arithmetic (model.precision): auto = float16 on a T4, bfloat16 on sm_80+, float32 on the CPU
     # torch.compile the U-Net (inductor, weights frozen): "auto" = on the CPU, for runs long enough to
     # repay the compilation (docs/speed.md); "on" = always, CUDA included; "off" = never.
     compile: str = "auto"

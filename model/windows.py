@@ -207,6 +207,13 @@ def evaluate_in_windows(
     return crop_volume(blended, plan)
 
 
+def first_batch(x: torch.Tensor, plan: WindowPlan, windows_per_batch: int, channels_last: bool = False) -> torch.Tensor:
+    """The first batch of ``x``'s windows, as one network call of :func:`evaluate_in_windows` sees it
+    (for measuring a network's throughput)."""
+    size = min(windows_per_batch, plan.num_windows)
+    return _gather(pad_volume(x, plan), plan.slices[:size], plan, size, None, channels_last)
+
+
 def _gather(padded: torch.Tensor, batch_slices, plan: WindowPlan, windows_per_batch: int,
             buffers: WindowBuffers | None, channels_last: bool) -> torch.Tensor:
     """The windows of ``batch_slices`` as one (N, C, *window) batch."""

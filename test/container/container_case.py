@@ -40,8 +40,10 @@ def input_slugs() -> dict[str, str]:
     return {c: os.environ.get(f"ULF_SOCKET_{c}", DEFAULT_INPUT_SLUGS[c]) for c in CONTRASTS}
 
 
-def output_slugs() -> dict[str, str]:
-    return {c: os.environ.get(f"ULF_OUTPUT_SOCKET_{c}", DEFAULT_OUTPUT_SLUGS[c]) for c in CONTRASTS}
+def output_folders() -> dict[str, str]:
+    """Each output interface's relative_path: ULF_OUTPUT_PATH_<C>, else images/<output slug>."""
+    slugs = {c: os.environ.get(f"ULF_OUTPUT_SOCKET_{c}", DEFAULT_OUTPUT_SLUGS[c]) for c in CONTRASTS}
+    return {c: os.environ.get(f"ULF_OUTPUT_PATH_{c}", f"images/{slugs[c]}") for c in CONTRASTS}
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -141,8 +143,8 @@ class Checks:
         return condition
 
 
-def gc_files(root: Path, slugs: dict[str, str]) -> dict[str, list[Path]]:
-    return {c: sorted(p for p in (root / "images" / slugs[c]).glob("*") if p.is_file() and not p.name.startswith("."))
+def gc_files(root: Path, folders: dict[str, str]) -> dict[str, list[Path]]:
+    return {c: sorted(p for p in (root / folders[c]).glob("*") if p.is_file() and not p.name.startswith("."))
             for c in CONTRASTS}
 
 
@@ -166,9 +168,9 @@ def check(args: argparse.Namespace) -> int:
     outputs, reference = Path(args.outputs), Path(args.reference)
     checks = Checks(args.layout)
     if args.layout == "gc":
-        inputs = {c: files[0] for c, files in gc_files(work / "gc_in", input_slugs()).items()}
-        found = gc_files(outputs, output_slugs())
-        expected = gc_files(reference, output_slugs())
+        inputs = {c: files[0] for c, files in gc_files(work / "gc_in", {c: f"images/{s}" for c, s in input_slugs().items()}).items()}
+        found = gc_files(outputs, output_folders())
+        expected = gc_files(reference, output_folders())
     else:
         subject = next(p.parent.name for p in (work / "ulf_in").glob("*/64mT"))
         inputs = {c: files[0] for c, files in ulf_files(work / "ulf_in", subject, "64mT").items()}

@@ -19,6 +19,7 @@
 #      when the host has an NVIDIA runtime
 #   7. checks: three outputs per case, geometry identical to the inputs, finite values, written
 #      by a non-root user, equal to the reference within CONTAINER_TEST_RTOL
+#   8. test/run-container.sh: the image on the committed test input (test/input/), as the platform runs it
 #
 # Environment (all optional)
 #   BASE_IMAGE              base image (see 1)
@@ -239,14 +240,19 @@ if [[ "${CONTAINER_TEST_EXPORT_IMAGE:-0}" == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- 5. reference: process.py outside
-# Grand Challenge runs rename one output socket through the environment, as an organiser would
-# without rebuilding (ULF_OUTPUT_SOCKET_T2); the other slugs are the defaults.
-gc_env=(ULF_OUTPUT_SOCKET_T2=enhanced-t2-brain-mri-renamed)
+# The Grand Challenge runs are configured through the environment alone, as an organiser would without
+# rebuilding: the sampler options (ULF_PRESET, ...), one output socket renamed (ULF_OUTPUT_SOCKET_T2) and
+# one output interface whose relative_path differs from its slug (ULF_OUTPUT_PATH_FLAIR); the image's
+# default time budget (ULF_TIME_BUDGET) is given to the reference run too, so both plan alike.
+gc_env=(ULF_OUTPUT_SOCKET_T2=enhanced-t2-brain-mri-renamed ULF_OUTPUT_PATH_FLAIR=images/pseudo-3t/flair
+        ULF_PRESET="$preset" ULF_MODE="$mode" ULF_SEED="$seed" ULF_DEVICE="$device" ULF_TIME_BUDGET=960)
 layout_env() { if [[ "$1" == gc ]]; then echo "${gc_env[@]}"; fi; }
 for layout in gc ulf; do
     # shellcheck disable=SC2046
+    layout_options=("${options[@]}")
+    [[ "$layout" == gc ]] && layout_options=()   # the environment says it all
     if timed "process.py outside ($layout)" env $(layout_env "$layout") timeout "$run_timeout" "$PYTHON" process.py --input "$work/${layout}_in" \
-            --output "$work/ref_$layout" --weights weights "${options[@]}" >"$work/logs/ref-$layout.log" 2>&1; then
+            --output "$work/ref_$layout" --weights weights "${layout_options[@]}" >"$work/logs/ref-$layout.log" 2>&1; then
         say "reference ($layout): $(grep -E 'done in|wrote' "$work/logs/ref-$layout.log" | tail -n 1)"
     else
         show_log "$work/logs/ref-$layout.log"; fail "process.py outside the container failed ($layout layout)"
@@ -279,8 +285,12 @@ run_image() {  # run_image LAYOUT [extra docker args...] -- [process.py args...]
         -v "$work/${layout}_in:/input:ro" -v "$work/out_$layout:/output:rw" "${docker_extra[@]}" "$image" "$@" \
         >"$work/logs/run-$layout.log" 2>&1
 }
-if timed "image, Grand Challenge mode" run_image gc -v "$work/opt_ml_model:/opt/ml/model:ro" -e "${gc_env[0]}" -- "${options[@]}"; then
-    ok "container run, Grand Challenge layout (no input options, model tarball at /opt/ml/model, ${gc_env[0]})"
+gc_docker_env=()
+for assignment in "${gc_env[@]}"; do gc_docker_env+=(-e "$assignment"); done
+if timed "image, Grand Challenge mode" run_image gc -v "$work/opt_ml_model:/opt/ml/model:ro" "${gc_docker_env[@]}" --; then
+    ok "container run, Grand Challenge layout (no options: the environment, ${gc_env[*]}; model tarball at /opt/ml/model)"
+    grep -q "time budget: .*estimated" "$work/logs/run-gc.log" && ok "the run planned itself to its time budget: $(grep -o 'time budget: .*estimated.*' "$work/logs/run-gc.log" | head -n 1)" \
+        || fail "no time-budget plan in the Grand Challenge run's log"
     grep -q "/opt/ml/model" "$work/logs/run-gc.log" && say "  (it logged using /opt/ml/model)"
 else
     show_log "$work/logs/run-gc.log"; fail "container run failed (Grand Challenge layout)"
@@ -301,6 +311,14 @@ for layout in gc ulf; do
         fail "output checks ($layout): $("$PYTHON" -c 'import json,sys; print("; ".join(json.load(open(sys.argv[1]))["failures"]))' "$work/logs/check-$layout.json" 2>/dev/null || echo see above)"
     fi
 done
+
+# ---------------------------------------------------------------- 8. the committed test input, as an organiser runs it
+if timed "test/run-container.sh (committed test input)" test/run-container.sh "$image" >"$work/logs/run-container.log" 2>&1; then
+    ok "test/run-container.sh on test/input: $(grep -c ': ok$' "$work/logs/run-container.log") interface folder(s) ok"
+    sed 's/^/    /' "$work/logs/run-container.log"
+else
+    show_log "$work/logs/run-container.log"; fail "test/run-container.sh failed on the committed test input"
+fi
 
 summary
 ((failed == 0))

@@ -1,0 +1,213 @@
+"""A run planned to a time budget (``--time-budget``, ``ULF_TIME_BUDGET``; docs/speed.md, "Time budget").
+
+Three parts, each testable with a fake clock and a fake throughput:
+
+* :class:`TimeBudget`: the whole run's seconds, counted from the start of the command, shared out
+  among the cases still to do (each keeps room for reading and writing, as measured on the way).
+* :func:`plan_case`: the requested settings when their estimated time fits a case's allowance, else
+  the first configuration of :data:`LADDER` (ordered by measured quality, best first) that fits; when
+  nothing fits, the minimum work (the bridge alone on the coarsest grid), flagged as over the budget.
+  The estimate is windows (:func:`model.cost.case_cost`) over the throughput measured on this device,
+  this precision and this volume (:meth:`model.engine.WindowEngine.throughput`).
+* :class:`ChainDeadline`: during sampling, ends the diffusion chain before a level that would not
+  finish in time (its time measured on the levels already done); the estimate so far is the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from model.cost import case_cost
+from model.errors import UsageError
+from model.sampler import Mode
+from model.settings import SamplerSettings
+
+log = logging.getLogger(__name__)
+
+# A plan fills at most this share of a case's allowance: the estimate's own error (blending, host
+# copies, a busy machine) must not push the run over; the chain's deadline catches the rest.
+PLAN_FILL = 0.85
+
+
+SCORE_PENDING = 0.0
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One configuration the planner may fall back to, with the quality measured for it."""
+
+    label: str
+    changes: dict[str, Any]  # on the requested settings (mode, K, J, chain, overlap)
+    score: float  # mean final score on held-out crops with the shipped weights (docs/speed.md, "Time budget")
+
+
+def _rung(label: str, score: float, mode: str = "full", chain: tuple[int, ...] = (25, 10, 1), refinements: int = 1,
+          overlap: float = 0.25) -> Rung:
+    return Rung(label, {"mode": mode, "bridge_timestep": 100, "chain_levels": chain if mode == "full" else (),
+                        "refinements": refinements, "overlap": overlap}, score)
+
+
+# Measured with `python -m bench.quality` on 3 held-out subjects (seeds 90100-90102, training-range
+# simulator parameters, 128x160x64 crops), shipped weights; docs/speed.md, "Time budget", has the table.
+# Ordered best first (the order the planner tries them in); the cheapest, the bridge alone on the coarsest
+# grid, is the minimum work, run whatever the budget.
+LADDER: tuple[Rung, ...] = tuple(sorted((
+    _rung("fast", SCORE_PENDING, refinements=2, overlap=0.7),
+    _rung("chain 25,10,1, J 1, overlap 0.7", SCORE_PENDING, overlap=0.7),
+    _rung("chain 25,10,1, J 1, overlap 0.5", SCORE_PENDING, overlap=0.5),
+    _rung("cpu", SCORE_PENDING),
+    _rung("chain 10,1, overlap 0.25", SCORE_PENDING, chain=(10, 1)),
+    _rung("chain 10, overlap 0.25", SCORE_PENDING, chain=(10,)),
+    _rung("bridge, overlap 0.7", SCORE_PENDING, mode="bridge", overlap=0.7),
+    _rung("bridge, overlap 0.5", SCORE_PENDING, mode="bridge", overlap=0.5),
+    _rung("bridge, overlap 0.25", SCORE_PENDING, mode="bridge"),
+), key=lambda rung: -rung.score))
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Windows per second of each network, measured on this device at this precision."""
+
+    unet: float
+    bridge: float
+
+    def seconds(self, settings: SamplerSettings, shape: tuple[int, ...]) -> float:
+        """The estimated sampling time of ``settings`` on a volume of ``shape``."""
+        cost = case_cost(shape, settings)
+        return cost.unet_windows / self.unet + cost.bridge_windows / self.bridge
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a case will run, and why."""
+
+    label: str
+    settings: SamplerSettings
+    estimate: float  # seconds
+    allowance: float  # seconds this case may take for sampling
+    fits: bool  # False: the minimum work, over the allowance
+
+    def describe(self) -> str:
+        """One log line."""
+        a, visited = self.settings.algorithm, self.settings.algorithm.visited_levels()
+        chain = (f", levels [{', '.join(map(str, visited[:6]))}{', ...' if len(visited) > 6 else ''}], J {a.refinements}"
+                 if visited else "")
+        what = f"{self.label}: mode {a.mode.value}, K {a.bridge_timestep}{chain}, overlap {self.settings.engine.overlap:g}"
+        if not self.fits:
+            return (f"{what}; estimated {self.estimate:.0f} s, OVER the {self.allowance:.0f} s left for it: the budget is "
+                    "too small for anything but the minimum work (bridge only), which runs anyway")
+        return f"{what}; estimated {self.estimate:.0f} s of the {self.allowance:.0f} s left for it"
+
+
+def rung_settings(requested: SamplerSettings, rung: Rung) -> SamplerSettings:
+    """``requested`` with the rung's algorithm and overlap; the engine's other choices (window, batching,
+    precision) kept; no early grid, no compilation (its time cannot be planned)."""
+    changes = dict(rung.changes)
+    overlap = changes.pop("overlap")
+    algorithm = replace(requested.algorithm, level_stride=1, **changes)
+    engine = replace(requested.engine, overlap=overlap, early_overlap=None, early_levels_fraction=0.0, compile="off")
+    return SamplerSettings(algorithm, engine)
+
+
+def candidates(requested: SamplerSettings) -> list[tuple[str, SamplerSettings]]:
+    """The requested settings first, then what the planner may fall back to, best measured quality first.
+
+    ``full``: the ladder. ``bridge``: the same with the ladder's coarser bridge grids. ``identity``: nothing to
+    plan. ``diffusion`` (an ablation without a measured ladder) is refused with a budget."""
+    mode = requested.algorithm.mode
+    unplanned = replace(requested.engine, compile="off")
+    first = [("as requested", SamplerSettings(requested.algorithm, unplanned))]
+    if mode is Mode.DIFFUSION:
+        raise UsageError("--time-budget plans the full and bridge modes; --mode diffusion (an ablation) has no "
+                         "measured fallback: run it without a budget (--time-budget 0 or ULF_TIME_BUDGET=0)")
+    if mode is Mode.IDENTITY:
+        return first
+    if mode is Mode.BRIDGE:
+        overlaps = sorted({r.changes["overlap"] for r in LADDER if r.changes["mode"] == "bridge"}, reverse=True)
+        return first + [(f"bridge, overlap {o:g}", SamplerSettings(requested.algorithm, replace(unplanned, overlap=o)))
+                        for o in overlaps if o < requested.engine.overlap]
+    return first + [(rung.label, rung_settings(requested, rung)) for rung in LADDER]
+
+
+def plan_case(requested: SamplerSettings, shape: tuple[int, ...], throughput: Throughput, allowance: float) -> Plan:
+    """The first candidate whose estimate fills at most :data:`PLAN_FILL` of ``allowance``, else the cheapest
+    (the minimum work), marked as not fitting."""
+    estimated = [(label, settings, throughput.seconds(settings, shape)) for label, settings in candidates(requested)]
+    for label, settings, estimate in estimated:
+        if estimate <= PLAN_FILL * allowance:
+            return Plan(label, settings, estimate, allowance, fits=True)
+    label, settings, estimate = min(estimated, key=lambda option: option[2])
+    return Plan(label, settings, estimate, allowance, fits=False)
+
+
+def process_started(clock: Callable[[], float] = time.monotonic) -> float:
+    """When this process started, on ``clock`` (``time.monotonic``): a budget counts Python's start-up and
+    imports too. Linux: from /proc (start time since boot); elsewhere: now."""
+    try:
+        after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_seconds = int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime, in clock ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return clock() - max(0.0, uptime - start_seconds)
+    except (OSError, ValueError, IndexError):
+        return clock()
+
+
+@dataclass
+class TimeBudget:
+    """The seconds a whole run may take, from ``started`` (the command's start) on ``clock``."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+    started: float | None = None
+    io_seconds: list[float] = field(default_factory=list)  # reading + writing, per case done
+
+    def __post_init__(self):
+        if not self.seconds > 0:
+            raise UsageError(f"--time-budget must be a positive number of seconds (0: no budget), got {self.seconds:g}")
+        if self.started is None:
+            self.started = self.clock()
+
+    def remaining(self) -> float:
+        """Seconds left of the run."""
+        return self.seconds - (self.clock() - self.started)
+
+    def case_allowance(self, cases_left: int, read_seconds: float) -> float:
+        """Sampling seconds for the case just read (``read_seconds`` to read it), one of ``cases_left``
+        (itself included): the time left, less its writing (as long as its reading) and the reading and
+        writing of the cases after it (as measured so far), shared equally."""
+        per_case_io = max(self.io_seconds) if self.io_seconds else 2 * read_seconds
+        left = self.remaining() - read_seconds - (cases_left - 1) * per_case_io
+        return max(0.0, left / cases_left)
+
+    def record_io(self, seconds: float) -> None:
+        """A finished case's reading and writing time."""
+        self.io_seconds.append(seconds)
+
+
+class ChainDeadline:
+    """``keep_going(level)`` for :func:`model.sampler.refine_with_diffusion`: False before a level that would
+    end after ``deadline`` (on ``clock``). A level's time is the mean of the levels done so far (before the
+    first: ``first_level_estimate``)."""
+
+    def __init__(self, deadline: float, first_level_estimate: float, clock: Callable[[], float] = time.monotonic):
+        self.deadline, self.clock = deadline, clock
+        self.first_level_estimate = first_level_estimate
+        self.level_starts: list[float] = []
+        self.stopped_at: int | None = None  # the level the chain ended before, if it did
+
+    def __call__(self, level: int) -> bool:
+        now = self.clock()
+        self.level_starts.append(now)
+        done = len(self.level_starts) - 1
+        per_level = (now - self.level_starts[0]) / done if done else self.first_level_estimate
+        if now + per_level > self.deadline:
+            self.stopped_at = level
+            self.level_starts.pop()
+            return False
+        return True

@@ -1,0 +1,69 @@
+"""Every option of the command from an environment variable, so a container is configured without rebuilding.
+
+``--time-budget`` is ``ULF_TIME_BUDGET``, ``--preset`` ``ULF_PRESET``, ``--window X Y Z`` ``ULF_WINDOW="X Y Z"``,
+``--quiet`` ``ULF_QUIET=1``: ``ULF_`` and the long option's name in capitals, dashes as underscores. Order of
+precedence: the command line, then the environment, then the preset. A value is checked as the option
+checks it, and a bad one is refused naming the variable. ``--help`` lists each option's variable.
+(The socket variables ``ULF_SOCKET_*`` and ``ULF_OUTPUT_*`` of :mod:`model.layouts` are separate.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+
+PREFIX = "ULF_"
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def variable_name(action: argparse.Action) -> str:
+    """``--time-budget`` -> ``ULF_TIME_BUDGET`` (from the option's longest name)."""
+    flag = max(action.option_strings, key=len)
+    return PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def configurable(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The options an environment variable can set (all but --help)."""
+    return [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+
+
+def _converted(action: argparse.Action, text: str, name: str, parser: argparse.ArgumentParser):
+    """``text`` as the option would take it on the command line, or ``parser.error`` naming the variable."""
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        word = text.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            parser.error(f"{name}={text!r}: expected one of {', '.join(TRUE_WORDS)} or {', '.join(w for w in FALSE_WORDS if w)}")
+        return (word in TRUE_WORDS) == isinstance(action, argparse._StoreTrueAction)
+    if not text.strip():
+        parser.error(f"{name} is set but empty; unset it to use the default")
+    words = text.replace(",", " ").split() if action.nargs not in (None, "?") else [text.strip()]
+    if isinstance(action.nargs, int) and len(words) != action.nargs:
+        parser.error(f"{name}={text!r}: expected {action.nargs} values separated by spaces")
+    values = []
+    for word in words:
+        try:
+            value = action.type(word) if action.type is not None else word
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+            parser.error(f"{name}={text!r}: {error}")
+        if action.choices is not None and value not in action.choices:
+            parser.error(f"{name}={text!r}: expected one of {', '.join(map(str, action.choices))}")
+        values.append(value)
+    return values if action.nargs not in (None, "?") else values[0]
+
+
+def with_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """``parser`` with each option's default taken from its variable when set, and the variable in its help."""
+    environ = os.environ if environ is None else environ
+    for action in configurable(parser):
+        name = variable_name(action)
+        action.help = f"{action.help or ''} [{name}]".strip()
+        if name in environ:
+            action.default = _converted(action, environ[name], name, parser)
+            action.required = False
+    return parser
+
+
+def environment_table(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+    """(variable, option) for every configurable option, for the documentation."""
+    return [(variable_name(a), max(a.option_strings, key=len)) for a in configurable(parser)]
