@@ -156,8 +156,10 @@ class WindowEngine:
     def windows_per_second(self, x: torch.Tensor, plan: WindowPlan) -> tuple[float, float]:
         """The U-Net's and the bridge's measured throughput (windows per second; 0 for an absent network) on a
         batch of ``x``'s windows of ``plan``, on this device at this precision (call inside :meth:`running`).
-        On CUDA one warm-up call comes first (kernel selection); on the CPU the first call is the measure."""
-        batch = first_batch(x, plan, self.windows_per_batch, self.settings.channels_last)
+        On CUDA, one warm-up call first (kernel selection), then a timed call of a full batch; on the CPU, where
+        a window costs the same in any batch and the first call is no slower, one timed call of one window."""
+        batch = first_batch(x, plan, 1 if self.device.type == "cpu" else self.windows_per_batch,
+                            self.settings.channels_last)
         timesteps = torch.full((batch.shape[0],), 1.0, device=batch.device)
         calls = {"unet": (lambda: self.unet(batch, timesteps)) if self.unet is not None else None,
                  "bridge": (lambda: self.bridge.residual(batch)) if self.bridge is not None else None}

@@ -82,3 +82,11 @@ def test_two_contrasts_on_one_output_path_are_refused(tmp_path, monkeypatch, cap
     monkeypatch.setenv("ULF_OUTPUT_PATH_FLAIR", "images/same")
     assert main(["--input", str(tmp_path / "input"), "--output", str(tmp_path / "output"), "--mode", "identity"]) == 2
     assert "ULF_OUTPUT_PATH_" in caplog.text
+
+
+def test_the_container_documentation_lists_every_variable():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "container.md").read_text()
+    missing = [name for name, _ in environment_table(with_environment(build_parser(), {})) if f"`{name}`" not in text]
+    assert not missing, f"docs/container.md does not list {missing}"
