@@ -116,6 +116,13 @@ def failure_line(error: Exception) -> str:
     return text if isinstance(error, EnhancementError) else f"{type(error).__name__}: {text or 'no message'}"
 
 
+def advance(bar: tqdm, done: int, total: int) -> None:
+    """The progress bar at ``done`` of ``total`` levels (a time budget may have planned fewer than asked)."""
+    bar.total = total
+    bar.n = done
+    bar.refresh()
+
+
 def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, EnhancementError], quiet: bool,
                 budget: TimeBudget | None = None) -> dict[str, str]:
     """Every case in turn, each isolated: whatever fails in one is logged and the next goes on."""
@@ -132,7 +139,7 @@ def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, Enhanc
         with tqdm(total=levels, desc=f"{case.case_id} levels", unit="level", disable=quiet or levels == 0,
                   mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
             try:
-                enhance_case(case, enhancer, on_level=lambda done, total: bar.update(1), budget=budget,
+                enhance_case(case, enhancer, on_level=lambda done, total: advance(bar, done, total), budget=budget,
                              cases_left=len(to_do) - to_do.index(case.case_id))
             except Exception as error:  # noqa: BLE001 - one subject must never stop the others
                 log.debug("%s failed", case.case_id, exc_info=True)
