@@ -101,7 +101,7 @@ class Plan:
         what = f"{self.label}: mode {a.mode.value}, K {a.bridge_timestep}{chain}, overlap {self.settings.engine.overlap:g}"
         if not self.fits:
             return (f"{what}; estimated {self.estimate:.0f} s, OVER the {self.allowance:.0f} s left for it: the budget is "
-                    "too small for anything but the minimum work (bridge only), which runs anyway")
+                    "too small for anything but the minimum work, which runs anyway")
         return f"{what}; estimated {self.estimate:.0f} s of the {self.allowance:.0f} s left for it"
 
 
