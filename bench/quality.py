@@ -88,6 +88,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-run-seconds", type=float, default=math.inf,
                    help="skip configurations estimated to take longer than this per subject")
     p.add_argument("--bench-json", type=Path, help="a python -m bench result, for full-head seconds")
+    p.add_argument("--no-compile", action="store_true",
+                   help="on the CPU, leave the U-Net eager (default: compiled once, which takes minutes and pays "
+                        "off only for long curves)")
     p.add_argument("--out", type=Path, default=Path("runs/quality"), help="folder for quality.json, .md, .png")
     return p.parse_args(argv)
 
@@ -155,12 +158,13 @@ class CurveRun:
 
     def __call__(self, label: str, settings: SamplerSettings, subject: int) -> dict[str, Any] | None:
         if self.device.type == "cpu":
-            settings = settings.updated(compile="on")
+            settings = settings.updated(compile="off" if self.args.no_compile else "on")
         case = simulated_case(subject, self.args.shape_scale, self.args.crop, variation=self.args.variation)
         enhancer = Enhancer(settings, self.args.weights, self.device)
         if enhancer.engine.unet is not None:
             if self.shared_unet is None:
-                warm_up(enhancer, case)
+                if enhancer.settings.engine.compile != "off":
+                    warm_up(enhancer, case)
                 self.shared_unet = enhancer.engine.unet
             enhancer.engine.unet = self.shared_unet
         wps, windows = windows_per_second(self.runs), case_cost(case.shape, settings).windows
