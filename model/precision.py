@@ -68,7 +68,8 @@ def resolve_precision(requested: str, device: torch.device) -> str:
                      "CPU until bfloat16 is measured faster at no loss (docs/speed.md); try --precision bfloat16")
         return "float32"
     if requested == "bfloat16" and not cpu_has_native_bfloat16():
-        log.warning("--precision bfloat16 on a processor without native bfloat16: emulated, expect it slower than float32")
+        log.warning("--precision bfloat16 on a processor without native bfloat16 (AMX / AVX512-BF16): emulated, and far slower "
+                    "than float32 (40x for the U-Net on the development machine's AMD EPYC, docs/speed.md)")
     return requested
 
 
