@@ -11,7 +11,7 @@ from pathlib import Path
 from evaluation.metrics import METRIC_KEYS
 
 CSV_COLUMNS = ("subject", "contrast", "status") + METRIC_KEYS + ("error",)
-TABLE_COLUMNS = ("ssim", "psnr", "mae", "nmse", "score", "ssim_unmasked", "psnr_standard")
+TABLE_COLUMNS = ("ssim", "psnr", "mae", "nmse", "score", "psnr_masked_standard", "ssim_unmasked", "psnr_standard")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -42,16 +42,17 @@ def write_json(summary: dict, path: Path) -> None:
 
 def format_table(rows: list[dict], summary: dict) -> str:
     """A plain-text table: every case, then the mean per contrast and over all cases."""
-    header = f"{'subject':<12} {'contrast':<8} " + " ".join(f"{name:>13}" for name in TABLE_COLUMNS) + "  status"
+    header = f"{'subject':<12} {'contrast':<8} " + " ".join(f"{name:>20}" for name in TABLE_COLUMNS) + "  status"
     lines = [header, "-" * len(header)]
     for row in rows:
-        values = " ".join(f"{row[name]:>13.4f}" for name in TABLE_COLUMNS)
+        values = " ".join(f"{row[name]:>20.4f}" for name in TABLE_COLUMNS)
         lines.append(f"{row['subject']:<12} {row['contrast']:<8} {values}  {row['status']}")
     lines.append("-" * len(header))
     for contrast, means in summary["per_contrast"].items():
-        lines.append(f"{'mean':<12} {contrast:<8} " + " ".join(f"{means[name]:>13.4f}" for name in TABLE_COLUMNS))
-    lines.append(f"{'mean':<12} {'all':<8} " + " ".join(f"{summary[name]:>13.4f}" for name in TABLE_COLUMNS))
+        lines.append(f"{'mean':<12} {contrast:<8} " + " ".join(f"{means[name]:>20.4f}" for name in TABLE_COLUMNS))
+    lines.append(f"{'mean':<12} {'all':<8} " + " ".join(f"{summary[name]:>20.4f}" for name in TABLE_COLUMNS))
     lines.append(f"{summary['cases']} cases, {summary['failed']} failed; challenge metric: ssim, psnr (per-voxel), "
-                 "mae, nmse, score; earlier ranking: ssim_unmasked, psnr_standard")
+                 "mae, nmse, score; the paper's Table 1 PSNR: psnr_masked_standard (standard PSNR over the mask); "
+                 "earlier ranking: ssim_unmasked, psnr_standard")
     lines.extend(f"FAILED {failure}" for failure in summary["failures"])
     return "\n".join(lines)

@@ -84,6 +84,8 @@ def summarise(rows: list[dict]) -> dict:
     summary["definitions"] = {
         "ssim, psnr, mae, nmse, score": "challenge final metric (SPEC 5): brain-masked, min-max normalised; "
                                         "psnr is the per-voxel PSNR map averaged over the mask",
+        "psnr_masked_standard": "standard PSNR over the mask, 10 log10(1 / mean_M((p - r)^2)), on the same "
+                                "normalised, masked volumes: the PSNR the paper's Table 1 fits (SPEC 5), for comparison",
         "ssim_unmasked, psnr_standard": "earlier ranking: whole-volume SSIM and standard PSNR, min-max normalised",
         "failures": "missing or unreadable predictions count with ssim 0, psnr 0, mae 1, nmse 1",
     }

@@ -30,6 +30,7 @@ def test_ablation_scores_every_configuration_and_resumes(tiny_weights, tmp_path)
     assert len(rows) == len(labels) * len(CONTRASTS)
     table = (tmp_path / "ablation.md").read_text()
     assert all(label in table for label in labels) and "Latent alignment at K" in table
+    assert "PSNR over M, standard (Table 1's)" in table
 
     # identity: the low field itself (through the product's percentile clipping), scored on the same crop
     subject = generate_subject(SEED, shape_scale=SCALE)
@@ -40,6 +41,7 @@ def test_ablation_scores_every_configuration_and_resumes(tiny_weights, tmp_path)
         expected = challenge_metrics(low[i][box], subject.high[i][box], subject.mask[box])
         row = next(r for r in rows if r["configuration"] == labels[0] and r["contrast"] == contrast)
         assert np.isclose(float(row["score"]), expected["score"], rtol=1e-6)
+        assert np.isclose(float(row["psnr_masked_standard"]), expected["psnr_masked_standard"], rtol=1e-5)
     enhanced = [float(r["score"]) for r in rows if r["configuration"] == "4 full (Algorithm 1)"]
     assert all(np.isfinite(enhanced))
 
