@@ -15,6 +15,7 @@ from model.errors import InputError
 from model.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
 from model.layouts import CONTRASTS, Case
 from model.memory import check_memory, input_bytes
+from model.qc import CaseQc
 from model.sampler import LevelCallback
 from model.volume_io import (
     GridTolerance,
@@ -84,9 +85,10 @@ def outputs_of(loaded: LoadedCase, enhanced: np.ndarray) -> dict[str, sitk.Image
 
 
 def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None = None,
-                 budget: TimeBudget | None = None, cases_left: int = 1) -> None:
+                 budget: TimeBudget | None = None, cases_left: int = 1, qc: CaseQc | None = None) -> None:
     """Enhance one case and write its three outputs (all or none); with ``budget``, the sampling is planned
-    to this case's share of the time left (``cases_left``: this one and those after it)."""
+    to this case's share of the time left (``cases_left``: this one and those after it); with ``qc``, then
+    its QC report (:mod:`model.qc`)."""
     started = time.perf_counter()
     shape, file_bytes = check_case_headers(case)
     check_memory(shape, len(CONTRASTS), enhancer.settings.engine.window, enhancer.engine.windows_per_batch,
@@ -98,12 +100,19 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
     if budget is not None:
         deadline = time.monotonic() + budget.case_allowance(cases_left, read_seconds)
     sampled = time.perf_counter()
-    enhanced = enhancer.enhance(loaded.network_input, on_level=on_level, deadline=deadline)
-    mode = (enhancer.last_plan.settings if deadline is not None else enhancer.settings).algorithm.mode
-    log.info("%s: %s sampling in %.1f s", case.case_id, mode.value, time.perf_counter() - sampled)
+    enhanced = enhancer.enhance(loaded.network_input, on_level=on_level, deadline=deadline,
+                                on_estimate=qc.on_estimate if qc else None)
+    used = enhancer.last_plan.settings if deadline is not None else enhancer.settings
+    log.info("%s: %s sampling in %.1f s", case.case_id, used.algorithm.mode.value, time.perf_counter() - sampled)
     written = time.perf_counter()
-    write_volumes({case.outputs[c]: image for c, image in outputs_of(loaded, enhanced).items()})
+    outputs = outputs_of(loaded, enhanced)
+    write_volumes({case.outputs[c]: image for c, image in outputs.items()})
     write_seconds = time.perf_counter() - written
     if budget is not None:
         budget.record_io(read_seconds + write_seconds)
     log.info("%s: wrote %s in %.1f s", case.case_id, ", ".join(str(case.outputs[c]) for c in CONTRASTS), write_seconds)
+    if qc is not None:
+        qc.settings = used.to_dict()  # a time budget may have planned other settings than those asked for
+        for phase, seconds in (("load", read_seconds), ("sample", written - sampled), ("write", write_seconds)):
+            qc.phase(phase, seconds)
+        log.info("%s: QC report %s", case.case_id, qc.write(loaded.images, outputs))

@@ -16,8 +16,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.budget import TimeBudget, candidates, process_started
+from model import sharding
+from model.batch import CaseResult, add_batch_arguments, cohort_cases, log_summary, resolve_device, results_of, set_threads
 from model.case import enhance_case
-from model.engine import select_device
 from model.enhancer import Enhancer
 from model.environment import with_environment
 from model.errors import EnhancementError, InputError, UsageError
@@ -25,6 +26,7 @@ from model.layouts import Case, discover_cases, explicit_case
 from model.option_checks import check_options
 from model.options import DEFAULT_WEIGHTS, add_device, add_weights, setting_argument
 from model.output_paths import plan_outputs
+from model.qc import QcReport, write_index
 from model.settings import PRESETS, SamplerSettings, preset
 from model.weights import MANIFEST_NAME, untrained_networks
 
@@ -68,11 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="named bundle of settings (default: paper)")
     for flag, (name, help) in SAMPLER_FLAGS.items():
         setting_argument(s, flag, name, help)
-    add_device(s)
+    add_device(s, indexed=True)
     t = p.add_argument_group("time")
     t.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
                    help="seconds the whole run may take, from the start of the command: each case's sampling is planned "
                         "to its share, from the measured throughput (docs/speed.md, 'Time budget'); 0: no budget")
+    add_batch_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bar")
     o.add_argument("--verbose", action="store_true", help="debug logging")
@@ -124,8 +127,10 @@ def advance(bar: tqdm, done: int, total: int) -> None:
 
 
 def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, EnhancementError], quiet: bool,
-                budget: TimeBudget | None = None) -> dict[str, str]:
-    """Every case in turn, each isolated: whatever fails in one is logged and the next goes on."""
+                budget: TimeBudget | None = None, qc: QcReport | None = None,
+                seconds: dict[str, float] | None = None) -> dict[str, str]:
+    """Every case in turn, each isolated: whatever fails in one is logged and the next goes on.
+    ``seconds`` (when given) receives each case's time; ``qc`` writes each case's QC report."""
     failures = {case_id: failure_line(error) for case_id, error in refused.items()}
     to_do = [case.case_id for case in cases if case.case_id not in refused]
     a = enhancer.settings.algorithm
@@ -140,7 +145,8 @@ def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, Enhanc
                   mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
             try:
                 enhance_case(case, enhancer, on_level=lambda done, total: advance(bar, done, total), budget=budget,
-                             cases_left=len(to_do) - to_do.index(case.case_id))
+                             cases_left=len(to_do) - to_do.index(case.case_id),
+                             qc=qc.case(case) if qc is not None else None)
             except Exception as error:  # noqa: BLE001 - one subject must never stop the others
                 log.debug("%s failed", case.case_id, exc_info=True)
                 if len(cases) == 1:
@@ -151,6 +157,9 @@ def enhance_all(cases: list[Case], enhancer: Enhancer, refused: dict[str, Enhanc
                 failures[case.case_id] = failure_line(error)
                 log.error("%s failed: %s", case.case_id, failures[case.case_id])
                 continue
+            finally:
+                if seconds is not None:
+                    seconds[case.case_id] = time.perf_counter() - started
         log.info("case %s done in %.1f s", case.case_id, time.perf_counter() - started)
     return failures
 
@@ -166,11 +175,28 @@ def run(args: argparse.Namespace) -> int:
     if args.time_budget:
         budget = TimeBudget(args.time_budget, started=getattr(args, "started", None))
         candidates(settings)  # refuses a mode the planner cannot plan, before any file is read
-    cases = cases_from(args)
+    set_threads(args.threads)
+    shard = sharding.current_shard()  # under torchrun: this process's share of the subjects (model.sharding)
+    cases, skipped = cohort_cases(cases_from(args), args.subjects, args.skip_existing, shard)
+    if shard is not None:
+        results = sharding.run_shard(shard, lambda: skipped + (enhance_cases(args, settings, cases, budget, shard) if cases else []),
+                                     cases)
+        if shard.is_leader:
+            finish_run(args, settings, results)
+    else:
+        results = skipped + (enhance_cases(args, settings, cases, budget) if cases else [])
+        finish_run(args, settings, results)
+    return 1 if any(r.failed for r in results) else 0
+
+
+def enhance_cases(args: argparse.Namespace, settings: SamplerSettings, cases: list[Case], budget: TimeBudget | None,
+                  shard: sharding.Shard | None = None) -> list[CaseResult]:
+    """Enhance ``cases`` (at least one); a summary line per case."""
     refused = plan_outputs(cases)
     if len(cases) == 1 and refused:
         raise next(iter(refused.values()))
-    device = select_device(args.device)
+    device = resolve_device(shard.device(args.device) if shard is not None else args.device)
+    qc = QcReport(args.qc, settings.to_dict(), str(device)) if args.qc else None
     weights = weights_dir(args)
     log.info("%d case(s), layout %s, device %s, weights %s", len(cases), cases[0].layout, device, weights)
     log.info("settings: %s", json.dumps(settings.to_dict()))
@@ -179,18 +205,23 @@ def run(args: argparse.Namespace) -> int:
     if untrained:
         log.warning("the %s network(s) in %s are NOT trained (random initialisation): outputs are not enhanced",
                     " and ".join(untrained), weights)
-    failures = enhance_all(cases, enhancer, refused, args.quiet, budget)
+    seconds: dict[str, float] = {}
+    failures = enhance_all(cases, enhancer, refused, args.quiet, budget, qc=qc, seconds=seconds)
     if budget is not None:
         used = budget.seconds - budget.remaining()
         log.log(logging.INFO if used <= budget.seconds else logging.WARNING,
                 "time budget: the run took %.0f s of %.0f s (%.0f%%)", used, budget.seconds, 100 * used / budget.seconds)
-    if len(cases) > 1:  # the summary: a warning when something failed, so that --quiet shows it too
-        level = logging.WARNING if failures else logging.INFO
-        log.log(level, "%d of %d cases enhanced", len(cases) - len(failures), len(cases))
-        for case in cases:
-            status = f"FAILED {failures[case.case_id]}" if case.case_id in failures else "enhanced"
-            log.log(level, "  %s: %s", case.case_id, status)
-    return 1 if failures else 0
+    return results_of(cases, failures, seconds)
+
+
+def finish_run(args: argparse.Namespace, settings: SamplerSettings, results: list[CaseResult]) -> None:
+    """The summary table of a multi-subject run (model.batch) and the QC index over every case (model.qc)."""
+    if len(results) > 1 or sharding.current_shard() is not None:
+        log_summary(results)
+    if not results:
+        log.warning("nothing to do: no subject left to enhance")
+    if args.qc and results:
+        log.info("QC index: %s", write_index(args.qc, results, settings.to_dict()))
 
 
 def configure_logging(quiet: bool, verbose: bool) -> None:

@@ -13,7 +13,7 @@ import torch
 from model.budget import ChainDeadline, Plan, Throughput, plan_case
 from model.cost import case_cost
 from model.engine import VolumePlans, WindowEngine
-from model.sampler import LevelCallback, Mode, sample
+from model.sampler import EstimateCallback, LevelCallback, Mode, sample
 from model.schedule import cosine_schedule
 from model.settings import SamplerSettings
 from model.weights import load_network, load_schedule, trained_timesteps
@@ -87,9 +87,10 @@ class Enhancer:
         return plan.settings, ChainDeadline(deadline, per_level)
 
     def enhance(self, volume: np.ndarray, on_level: LevelCallback | None = None, *,
-                deadline: float | None = None) -> np.ndarray:
+                deadline: float | None = None, on_estimate: EstimateCallback | None = None) -> np.ndarray:
         """``volume``: (3, X, Y, Z) float32 in [-1, 1]; returns the same shape, float32. With ``deadline``
-        (``time.monotonic``), the configuration is planned to finish by then (:meth:`plan_to`)."""
+        (``time.monotonic``), the configuration is planned to finish by then (:meth:`plan_to`). ``on_estimate``:
+        the sampler's hook for QC reports (:data:`model.sampler.EstimateCallback`)."""
         engine = self.engine
         x0_lf = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(self.device)
         settings, chain_deadline = self.settings, None
@@ -97,7 +98,7 @@ class Enhancer:
             settings, chain_deadline = self.plan_to(deadline, x0_lf)
         requested_engine, engine.settings = engine.settings, settings.engine
         try:
-            result = self._sample(x0_lf, settings, on_level, chain_deadline)
+            result = self._sample(x0_lf, settings, on_level, chain_deadline, on_estimate)
         finally:
             engine.settings = requested_engine
         if chain_deadline is not None and chain_deadline.stopped_at is not None:
@@ -106,7 +107,7 @@ class Enhancer:
         return result
 
     def _sample(self, x0_lf: torch.Tensor, settings: SamplerSettings, on_level: LevelCallback | None,
-                keep_going: ChainDeadline | None) -> np.ndarray:
+                keep_going: ChainDeadline | None, on_estimate: EstimateCallback | None = None) -> np.ndarray:
         a, engine = settings.algorithm, self.engine
         plans = self.prepare(tuple(x0_lf.shape[2:]), settings)
         log_plans(plans, settings.engine.early_overlap)
@@ -125,6 +126,7 @@ class Enhancer:
                 variant=a.remove_noise,
                 on_level=level_logger(on_level),
                 keep_going=keep_going,
+                on_estimate=on_estimate,
             )
         log.info("%d whole-volume evaluations (%d on the early grid), %d windows", engine.counts.evaluations,
                  engine.counts.early_evaluations, engine.counts.windows)

@@ -111,8 +111,14 @@ def setting_argument(group, flag: str, name: str, help: str) -> None:
     group.add_argument(flag, **kwargs)
 
 
-def add_device(parser, default: str = "auto") -> None:
-    """``--device auto|cpu|cuda``."""
+def add_device(parser, default: str = "auto", indexed: bool = False) -> None:
+    """``--device auto|cpu|cuda`` (and ``cuda:N`` when ``indexed``: :func:`model.batch.resolve_device` checks it)."""
+    if indexed:
+        from model.batch import device_name
+
+        parser.add_argument("--device", default=default, type=device_name,
+                            help=f"compute device: auto, cpu, cuda or cuda:N (default {default})")
+        return
     parser.add_argument("--device", default=default, choices=DEVICES, help=f"compute device (default {default})")
 
 

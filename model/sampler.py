@@ -19,6 +19,8 @@ Denoiser = Callable[[torch.Tensor, int], torch.Tensor]  # (x_t, t) -> eps_theta(
 BridgeResidual = Callable[[torch.Tensor], torch.Tensor]  # x -> phi(x), whole volume
 LevelCallback = Callable[[int, int], None]  # (levels done, levels in all)
 KeepGoing = Callable[[int], bool]  # (next level) -> False to end the chain there (a time budget)
+# (step "bridge" or "refine", level, clean-image estimate before, after): for QC reports (model.qc)
+EstimateCallback = Callable[[str, int, torch.Tensor, torch.Tensor], None]
 
 
 class Mode(str, Enum):
@@ -73,6 +75,7 @@ def refine_with_diffusion(
     variant: RemoveNoiseVariant = RemoveNoiseVariant.X0,
     on_level: LevelCallback | None = None,
     keep_going: KeepGoing | None = None,
+    on_estimate: EstimateCallback | None = None,
 ) -> torch.Tensor:
     """Algorithm 1, lines 5-9: at each level, re-noise the estimate J times with one noise draw.
 
@@ -86,10 +89,12 @@ def refine_with_diffusion(
     for done, level in enumerate(levels, start=1):
         if keep_going is not None and not keep_going(level):
             break
-        noise = gaussian_like(x0, generator)
+        noise, before = gaussian_like(x0, generator), x0
         for _ in range(refinements):
             x_level = add_noise(x0, noise, level, schedule)
             x0 = remove_noise(x_level, denoiser(x_level, level), level, schedule, variant)
+        if on_estimate is not None:
+            on_estimate("refine", level, before, x0)
         if on_level is not None:
             on_level(done, len(levels))
     return x0
@@ -109,11 +114,13 @@ def sample(
     variant: RemoveNoiseVariant = RemoveNoiseVariant.X0,
     on_level: LevelCallback | None = None,
     keep_going: KeepGoing | None = None,
+    on_estimate: EstimateCallback | None = None,
 ) -> torch.Tensor:
     """Algorithm 1 in one of the four ablation modes; returns the pseudo high-field ``x0``.
 
     ``x0_lf`` is the normalised low-field volume (1, 3, X, Y, Z) in [-1, 1]; ``levels`` default to
-    every level K..1 (the paper).
+    every level K..1 (the paper). ``on_estimate`` sees the estimate before and after the bridge and
+    after each level (the input is never modified; nothing is copied for it).
     """
     mode = Mode(mode)
     if mode is Mode.IDENTITY:
@@ -132,9 +139,12 @@ def sample(
     x0 = bridge_to_high_field(
         x0_lf, noise, bridge_timestep, bridge_residual if mode.uses_bridge else None, schedule, variant
     )
+    if on_estimate is not None:
+        on_estimate("bridge", bridge_timestep, x0_lf, x0)
     if not mode.uses_diffusion:
         return x0
     return refine_with_diffusion(
         x0, denoiser, schedule, generator, levels=levels, refinements=refinements, variant=variant, on_level=on_level,
         keep_going=keep_going,
+        on_estimate=on_estimate,
     )

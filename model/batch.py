@@ -1,0 +1,161 @@
+"""Habits of batch runs over a cohort: choosing subjects, skipping finished ones, threads, a GPU by
+index, and the summary table at the end (the options of the "batches and cohorts" group)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from dataclasses import asdict, dataclass
+
+import SimpleITK as sitk
+import torch
+
+from model.engine import select_device
+from model.errors import DeviceError, InputError, UsageError
+from model.layouts import CONTRASTS, Case
+
+log = logging.getLogger(__name__)
+
+CUDA_INDEX = re.compile(r"^cuda:(\d+)$")
+ENHANCED, SKIPPED = "enhanced", "skipped (outputs exist)"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One line of the summary: what became of a subject, in how long, and where its outputs are."""
+
+    subject: str
+    status: str  # ENHANCED, SKIPPED, or "FAILED <one line>"
+    seconds: float
+    output_folder: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status.startswith("FAILED")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--subjects``, ``--skip-existing``, ``--threads`` and ``--qc`` in a group of their own."""
+    b = parser.add_argument_group("batches and cohorts")
+    b.add_argument("--subjects", nargs="+", metavar="ID", help="only these subjects of a ULF-EnC input (default: all)")
+    b.add_argument("--skip-existing", action="store_true",
+                   help="leave out subjects whose three outputs already exist (resume a cohort)")
+    b.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (intra-op) and SimpleITK (default: their own defaults)")
+    b.add_argument("--qc", type=_qc_folder, metavar="DIR",
+                   help="write a QC report per case (PNG and JSON) and an index.html over the run into DIR")
+
+
+def _qc_folder(text: str):
+    from pathlib import Path
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("--qc needs a folder")
+    return Path(text)
+
+
+def device_name(text: str) -> str:
+    """Argument type of ``--device``: auto, cpu, cuda or cuda:N."""
+    if text in ("auto", "cpu", "cuda") or CUDA_INDEX.match(text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid device '{text}': expected auto, cpu, cuda or cuda:N (N a GPU index)")
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``cuda:N`` checked against the GPUs present (a clear error when it does not exist); the rest as
+    :func:`model.engine.select_device` does."""
+    match = CUDA_INDEX.match(requested)
+    if not match:
+        return select_device(requested)
+    index, count = int(match.group(1)), torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        present = f"GPUs 0..{count - 1}" if count else "no CUDA device"
+        raise DeviceError(f"--device {requested} was asked for, but this machine has {present} "
+                          "(use --device cpu, auto or an existing index)")
+    return torch.device("cuda", index)
+
+
+def set_threads(threads: int | None) -> None:
+    """torch's intra-op threads and SimpleITK's global default, when ``--threads`` is given."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    log.info("threads: torch %d, SimpleITK %d", torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+
+
+def select_subjects(cases: list[Case], subjects: list[str] | None) -> list[Case]:
+    """The cases named by ``--subjects`` (in the input's order); an unknown name is refused, naming it."""
+    if not subjects:
+        return cases
+    found = {case.case_id for case in cases}
+    unknown = [s for s in dict.fromkeys(subjects) if s not in found]
+    if unknown:
+        raise InputError(f"--subjects: {', '.join(unknown)} not found in the input "
+                         f"(it has {', '.join(sorted(found)[:10])}{', ...' if len(found) > 10 else ''})")
+    return [case for case in cases if case.case_id in set(subjects)]
+
+
+def outputs_exist(case: Case) -> bool:
+    """Whether all three outputs of ``case`` are files already (outputs are only ever written all or none)."""
+    return all(case.outputs[c].is_file() for c in CONTRASTS)
+
+
+def split_existing(cases: list[Case]) -> tuple[list[Case], list[CaseResult]]:
+    """``--skip-existing``: (the cases still to do, a summary line for each one left out)."""
+    todo, skipped = [], []
+    for case in cases:
+        if outputs_exist(case):
+            log.info("%s: its three outputs exist, skipped (--skip-existing)", case.case_id)
+            skipped.append(CaseResult(case.case_id, SKIPPED, 0.0, str(output_folder(case))))
+        else:
+            todo.append(case)
+    return todo, skipped
+
+
+def cohort_cases(cases: list[Case], subjects: list[str] | None, skip_existing: bool,
+                 shard=None) -> tuple[list[Case], list[CaseResult]]:
+    """The cases this process enhances: ``--subjects``, then its share under torchrun
+    (:meth:`model.sharding.Shard.assign`), then ``--skip-existing``; and the summary lines of those skipped."""
+    cases = select_subjects(cases, subjects)
+    if shard is not None:
+        cases = shard.assign(cases)
+    return split_existing(cases) if skip_existing else (cases, [])
+
+
+def output_folder(case: Case) -> str:
+    """The folder of a case's outputs (the common parent of the three)."""
+    parents = {case.outputs[c].parent for c in CONTRASTS}
+    return str(parents.pop()) if len(parents) == 1 else str(case.outputs[CONTRASTS[0]].parent.parent)
+
+
+def results_of(cases: list[Case], failures: dict[str, str], seconds: dict[str, float]) -> list[CaseResult]:
+    """A summary line for every case that was attempted."""
+    return [CaseResult(case.case_id, f"FAILED {failures[case.case_id]}" if case.case_id in failures else ENHANCED,
+                       seconds.get(case.case_id, 0.0), output_folder(case)) for case in cases]
+
+
+def summary_table(results: list[CaseResult]) -> str:
+    """The end-of-run table: subject, status, seconds, output folder; then the counts."""
+    rows = [("subject", "status", "seconds", "output folder")]
+    rows += [(r.subject, r.status, f"{r.seconds:.1f}", r.output_folder) for r in sorted(results, key=lambda r: r.subject)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    failed = sum(r.failed for r in results)
+    skipped = sum(r.status == SKIPPED for r in results)
+    lines.append(f"{len(results) - failed - skipped} of {len(results)} cases enhanced, {skipped} skipped, {failed} failed")
+    return "\n".join(lines)
+
+
+def log_summary(results: list[CaseResult]) -> None:
+    """The table, one log line per row: a warning when something failed, so that ``--quiet`` shows it too."""
+    level = logging.WARNING if any(r.failed for r in results) else logging.INFO
+    for line in summary_table(results).splitlines():
+        log.log(level, "%s", line)

@@ -1,0 +1,217 @@
+"""Quality-control reports (``--qc DIR``): per case a picture and a JSON record, and an ``index.html``
+over every case of the run, for a person to look through a cohort in a browser.
+
+Per case ``<ID>.png``: rows T1, T2, FLAIR; columns the input's axial, coronal and sagittal slices
+through the brain's centre, then the output's same three slices, each contrast shown with its input's
+0.5-99.5 percentile window (so input and output are on one grey scale). Per case ``<ID>.json``: the
+settings, the device, the seconds of each phase, intensity statistics of each contrast of input and
+output, and the sampler's change per step (the root mean square, in normalised units, of how much the
+clean-image estimate moved: the bridge at K, then each level of the chain). Written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from model.errors import OutputError
+from model.layouts import CONTRASTS, Case
+from model.volume_io import image_to_array
+
+VIEWS = ("axial", "coronal", "sagittal")
+WINDOW_PERCENTILES = (0.5, 99.5)
+GAP = 6  # pixels between tiles
+SEPARATOR = 128  # grey of the gaps; the input and output halves are split by a wider one
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """``data`` into ``path`` through a hidden temporary in the same folder."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OutputError(f"cannot write the QC file {path}: {error.strerror}") from None
+
+
+def write_png_atomic(path: Path, pixels: np.ndarray) -> None:
+    """An 8-bit grey picture (rows, columns) written by SimpleITK's PNG writer through a temporary."""
+    temporary = path.with_name(f".{path.stem}.partial-{os.getpid()}.png")
+    try:
+        sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(pixels, dtype=np.uint8)), str(temporary))
+        os.replace(temporary, path)
+    except (RuntimeError, OSError) as error:
+        temporary.unlink(missing_ok=True)
+        raise OutputError(f"cannot write the QC picture {path}: {str(error).strip().splitlines()[-1]}") from None
+
+
+def prepare_folder(folder: Path) -> Path:
+    """Create the QC folder up front, so that a bad ``--qc`` fails before any computing."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".qc-probe-")
+        probe.close()
+    except OSError as error:
+        raise OutputError(f"--qc {folder}: cannot write there ({error.strerror})") from None
+    return folder
+
+
+def brain_centre(volume: np.ndarray) -> tuple[int, int, int]:
+    """The (x, y, z) centroid of the voxels brighter than the volume's mean (the head, not the background)."""
+    foreground = volume > volume.mean()
+    if not foreground.any():
+        return tuple(n // 2 for n in volume.shape)
+    return tuple(int(round(float(np.mean(axis)))) for axis in np.nonzero(foreground))
+
+
+def orthogonal_slices(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray]:
+    """Axial, coronal and sagittal slices of an (x, y, z) volume through ``centre``, upright (rows, columns)."""
+    x, y, z = centre
+    return [np.flipud(volume[:, :, z].T), np.flipud(volume[:, y, :].T), np.flipud(volume[x, :, :].T)]
+
+
+def to_grey(tile: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """``tile`` mapped linearly from ``window`` to 0..255 (clipped)."""
+    low, high = window
+    scaled = (tile.astype(np.float64) - low) / (high - low) if high > low else np.zeros(tile.shape)
+    return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
+
+
+def montage(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The case's picture: a row per contrast, input's three views | output's three views."""
+    centre = brain_centre(inputs[CONTRASTS[0]])
+    rows = []
+    for contrast in CONTRASTS:
+        window = tuple(float(v) for v in np.percentile(inputs[contrast], WINDOW_PERCENTILES))
+        rows.append([to_grey(t, window) for t in orthogonal_slices(inputs[contrast], centre)]
+                    + [to_grey(t, window) for t in orthogonal_slices(outputs[contrast], centre)])
+    height = max(t.shape[0] for row in rows for t in row)
+    width = max(t.shape[1] for row in rows for t in row)
+    columns = len(rows[0])
+    picture = np.full((len(rows) * (height + GAP) + GAP, columns * (width + GAP) + 3 * GAP), SEPARATOR, np.uint8)
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            top = GAP + r * (height + GAP) + (height - tile.shape[0]) // 2
+            left = GAP + c * (width + GAP) + (2 * GAP if c >= columns // 2 else 0) + (width - tile.shape[1]) // 2
+            picture[top:top + tile.shape[0], left:left + tile.shape[1]] = tile
+    return picture
+
+
+def intensity_statistics(volume: np.ndarray) -> dict[str, float]:
+    """Minimum, maximum, mean, standard deviation and the 1st, 50th and 99th percentiles."""
+    p1, p50, p99 = np.percentile(volume, (1, 50, 99))
+    return {"min": float(volume.min()), "max": float(volume.max()), "mean": float(volume.mean()),
+            "std": float(volume.std()), "p1": float(p1), "p50": float(p50), "p99": float(p99)}
+
+
+class CaseQc:
+    """What one case's report gathers while it runs: phase times and the sampler's change per step."""
+
+    def __init__(self, case: Case, folder: Path, settings: dict, device: str):
+        self.case, self.folder, self.settings, self.device = case, folder, settings, device
+        self.timings: dict[str, float] = {}
+        self.steps: list[dict] = []
+
+    def phase(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(seconds, 3)
+
+    def on_estimate(self, step: str, level: int, before: torch.Tensor, after: torch.Tensor) -> None:
+        """The sampler's hook (:data:`model.sampler.EstimateCallback`): per contrast, the RMS change."""
+        rms = ((after.float() - before.float()) ** 2).mean(dim=(0, 2, 3, 4)).sqrt().cpu().tolist()
+        self.steps.append({"step": step, "level": int(level), "rms_change": dict(zip(CONTRASTS, map(float, rms)))})
+
+    def write(self, inputs: dict[str, sitk.Image], outputs: dict[str, sitk.Image]) -> Path:
+        """``<ID>.png`` and ``<ID>.json`` from the case's input and output images (the input grid)."""
+        arrays_in = {c: image_to_array(inputs[c]) for c in CONTRASTS}
+        arrays_out = {c: image_to_array(outputs[c]) for c in CONTRASTS}
+        write_png_atomic(self.folder / f"{self.case.case_id}.png", montage(arrays_in, arrays_out))
+        record = {
+            "case": self.case.case_id,
+            "inputs": {c: str(self.case.inputs[c]) for c in CONTRASTS},
+            "outputs": {c: str(self.case.outputs[c]) for c in CONTRASTS},
+            "picture": f"{self.case.case_id}.png",
+            "picture_layout": {"rows": list(CONTRASTS), "columns": [f"input {v}" for v in VIEWS]
+                               + [f"output {v}" for v in VIEWS]},
+            "settings": self.settings,
+            "device": self.device,
+            "seconds": {**self.timings, "total": round(sum(self.timings.values()), 3)},
+            "intensity": {"input": {c: intensity_statistics(arrays_in[c]) for c in CONTRASTS},
+                          "output": {c: intensity_statistics(arrays_out[c]) for c in CONTRASTS}},
+            "sampler_change_per_step": self.steps,
+        }
+        path = self.folder / f"{self.case.case_id}.json"
+        write_atomic(path, json.dumps(record, indent=2) + "\n")
+        return path
+
+
+class QcReport:
+    """The run's QC folder (created up front, so that a bad ``--qc`` fails before any computing): a
+    :class:`CaseQc` per case."""
+
+    def __init__(self, folder: Path, settings: dict, device: str):
+        self.folder, self.settings, self.device = prepare_folder(Path(folder)), settings, device
+
+    def case(self, case: Case) -> CaseQc:
+        return CaseQc(case, self.folder, self.settings, self.device)
+
+
+def write_index(folder: Path, results, settings: dict) -> Path:
+    """``index.html``: one section per case of the run (``results``: :class:`model.batch.CaseResult`)."""
+    folder = prepare_folder(Path(folder))
+    sections = [index_section(folder, result) for result in sorted(results, key=lambda r: r.subject)]
+    page = INDEX_TEMPLATE.format(count=len(results), sections="\n".join(sections),
+                                 settings=html.escape(json.dumps(settings)))
+    path = folder / "index.html"
+    write_atomic(path, page)
+    return path
+
+
+def index_section(folder: Path, result) -> str:
+    """One case of the index: status, times, the sampler's last change, and the picture."""
+    subject = html.escape(result.subject)
+    record_path = folder / f"{result.subject}.json"
+    details = ""
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        seconds = ", ".join(f"{html.escape(k)} {v:.1f} s" for k, v in record["seconds"].items())
+        steps = record["sampler_change_per_step"]
+        last = (", ".join(f"{c} {v:.4f}" for c, v in steps[-1]["rms_change"].items()) if steps else "none")
+        details = (f'<p>{seconds}; {len(steps)} sampler steps, last RMS change: {html.escape(last)}; '
+                   f'<a href="{subject}.json">record</a></p>\n'
+                   f'<img src="{html.escape(record["picture"])}" alt="{subject}: input and output, three contrasts, '
+                   'three views">')
+    status_class = "failed" if result.failed else "ok"
+    return (f'<section id="{subject}"><h2>{subject} <span class="{status_class}">{html.escape(result.status)}</span>'
+            f"</h2>\n<p>output folder {html.escape(result.output_folder)}, {result.seconds:.1f} s</p>\n{details}</section>")
+
+
+INDEX_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Enhancement QC: {count} case(s)</title>
+<style>
+body {{ font-family: sans-serif; margin: 1em 2em; }}
+img {{ max-width: 100%; image-rendering: pixelated; }}
+.failed {{ color: #b00; }} .ok {{ color: #070; }}
+section {{ border-top: 1px solid #ccc; margin-top: 1em; }}
+</style>
+</head>
+<body>
+<h1>Enhancement QC: {count} case(s)</h1>
+<p>Each picture: rows T1, T2, FLAIR; left three columns the 64 mT input (axial, coronal, sagittal through
+the brain's centre), right three the output, each contrast on its input's 0.5-99.5 percentile grey scale.</p>
+<p>Settings: <code>{settings}</code></p>
+{sections}
+</body>
+</html>
+"""
