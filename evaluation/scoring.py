@@ -47,6 +47,11 @@ def _score_contrast(reference: np.ndarray, mask: np.ndarray, prediction_file: Pa
 
 def score_subject(reference_root: Path, prediction_root: Path, subject: str, folder: str = ENHANCED) -> list[dict]:
     """Rows for the three contrasts of one subject (predictions read from ``<ID>/<folder>/``)."""
+    return score_files(reference_root, subject, {c: volume_path(prediction_root, subject, folder, c) for c in CONTRASTS})
+
+
+def score_files(reference_root: Path, subject: str, predictions: dict[str, Path]) -> list[dict]:
+    """Rows for the three contrasts of one subject, its predictions given file by file (``predictions[contrast]``)."""
     mask_file = mask_path(reference_root, subject)
     if not mask_file.is_file():
         raise EvaluationInputError(f"reference subject {subject} has no brain mask at {mask_file}")
@@ -61,8 +66,7 @@ def score_subject(reference_root: Path, prediction_root: Path, subject: str, fol
         reference = read_volume(reference_file)
         if reference.shape != mask.shape:
             raise EvaluationInputError(f"{reference_file} and its mask {mask_file} differ in shape")
-        rows.append(_score_contrast(reference, mask, volume_path(prediction_root, subject, folder, contrast),
-                                    subject, contrast))
+        rows.append(_score_contrast(reference, mask, Path(predictions[contrast]), subject, contrast))
     return rows
 
 

@@ -106,3 +106,14 @@ def run_process(*args, weights=None, mode="identity") -> int:
 def files_under(folder: Path) -> list[str]:
     """Every file below ``folder`` (hidden ones included), relative, sorted."""
     return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else []
+
+
+@pytest.fixture(scope="session")
+def evaluation_submissions(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A simulated ground truth (two subjects, quarter resolution) and submissions of it, local and Grand
+    Challenge style, one with a duplicated volume (test/container/evaluation_case.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "container"))
+    from evaluation_case import prepare  # noqa: PLC0415
+
+    work = tmp_path_factory.mktemp("evaluation")
+    return work, prepare(work)

@@ -44,3 +44,17 @@ def test_evaluation_takes_only_the_layouts_from_the_model():
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("model"):
                 modules.add(node.module)
     assert modules <= {"model.layouts"}
+
+
+def test_evalutils_is_only_imported_where_submissions_are_validated():
+    """evalutils (pinned in evaluation/requirements.txt) is the evaluation container's: the inference image never
+    needs it, and of evaluation/ only the validation module imports it directly."""
+    importers = set()
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+                if any(name.split(".")[0] == "evalutils" for name in names):
+                    importers.add(str(path.relative_to(ROOT)))
+    assert importers == {"evaluation/validation.py"}
