@@ -20,6 +20,8 @@
 #   7. checks: three outputs per case, geometry identical to the inputs, finite values, written
 #      by a non-root user, equal to the reference within CONTAINER_TEST_RTOL
 #   8. test/run-container.sh: the image on the committed test input (test/input/), as the platform runs it
+#   9. the organisers' evaluation image (test/container/run_evaluation_container_test.sh;
+#      CONTAINER_TEST_EVALUATION=0 leaves it out)
 #
 # Environment (all optional)
 #   BASE_IMAGE              base image (see 1)
@@ -318,6 +320,20 @@ if timed "test/run-container.sh (committed test input)" test/run-container.sh "$
     sed 's/^/    /' "$work/logs/run-container.log"
 else
     show_log "$work/logs/run-container.log"; fail "test/run-container.sh failed on the committed test input"
+fi
+
+# ---------------------------------------------------------------- 9. the organisers' evaluation image
+# A script of its own (test/container/run_evaluation_container_test.sh): evalutils validation and
+# scoring of simulated submissions (local and predictions.json), a duplicated volume rejected.
+if [[ "${CONTAINER_TEST_EVALUATION:-1}" == 1 ]]; then
+    if timed "evaluation image (build, 3 runs)" env BASE_IMAGE="${base:-default}" PYTHON="$PYTHON" DOCKER_BUILD_NETWORK="$network" \
+            EVALUATION_TEST_WORK="$work/evaluation" test/container/run_evaluation_container_test.sh >"$work/logs/evaluation.log" 2>&1; then
+        ok "evaluation image: $(grep -c '\] ok: ' "$work/logs/evaluation.log") checks passed"
+    else
+        sed 's/^/    /' "$work/logs/evaluation.log" | tail -n 30
+        fail "evaluation image: $(grep '\] FAIL: ' "$work/logs/evaluation.log" | sed 's/.*FAIL: //' | paste -sd ';' -)"
+    fi
+    grep -E '\] (ok|FAIL|[a-z]+: exit)' "$work/logs/evaluation.log" | sed 's/^/    /' || true
 fi
 
 summary
