@@ -91,3 +91,12 @@ def test_a_headless_browser_renders_the_index_with_its_pictures(qc_run, tmp_path
         pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(shot)))[..., :3].astype(int)
         shots[name] = int(np.all(np.abs(pixels - 128) <= 2, axis=-1).sum())  # the pictures' grey separators
     assert shots["with pictures"] > 1000 and shots["pictures missing"] < shots["with pictures"] / 10, shots
+
+
+def test_a_qc_folder_that_cannot_be_written_is_found_before_computing(tmp_path, caplog):
+    write_case(ulf_enc_paths(tmp_path / "in", "SUB001"))
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert run_process("--input", tmp_path / "in", "--output", tmp_path / "out", "--qc", tmp_path / "file" / "qc") == 4
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith(f"--qc {tmp_path / 'file' / 'qc'}: cannot write there")
+    assert not (tmp_path / "out").exists()

@@ -81,3 +81,25 @@ def test_two_gloo_processes_write_what_one_process_writes(tmp_path, tiny_weights
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     index = (tmp_path / "qc" / "index.html").read_text()  # written by rank 0 over both processes' cases
     assert '<img src="SUB001.png"' in index and '<img src="SUB002.png"' in index
+
+
+def test_a_share_refused_as_a_whole_still_joins_the_gathering(monkeypatch):
+    """One process (a gloo group of one): its refusal becomes a failed line per subject, gathered as usual."""
+    import socket
+
+    from model.errors import OutputError
+    from model.sharding import run_shard
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port)), ("RANK", "0"), ("WORLD_SIZE", "1")):
+        monkeypatch.setenv(name, value)
+
+    def refused():
+        raise OutputError("cannot create the output folder /out/S001/Enhanced: Permission denied")
+
+    subjects = [Case("S001", {}, {c: Path(f"/out/S001/Enhanced/S001_{c}.nii.gz") for c in ("T1", "T2", "FLAIR")})]
+    results = run_shard(Shard(0, 1, 0), refused, subjects)
+    assert results == [CaseResult("S001", "FAILED cannot create the output folder /out/S001/Enhanced: Permission denied",
+                                  0.0, "/out/S001/Enhanced")]
