@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     print("[demo] scoring against the 3 T reference with the challenge's metric", flush=True)
     scores = [("identity (64 mT)", score_roots(args.data, args.data, folder="64mT")[1])]
     scores += [(label, score_roots(args.data, output, folder="Enhanced")[1]) for label, output, _ in runs]
-    print(f"\n{'':<22}" + "".join(f"{k:>14}" for k in METRIC_KEYS))
+    widths = {k: max(14, len(k) + 2) for k in METRIC_KEYS}
+    print(f"\n{'':<22}" + "".join(f"{k:>{widths[k]}}" for k in METRIC_KEYS))
     for label, summary in scores:
-        print(f"{label:<22}" + "".join(f"{summary[k]:>14.4f}" for k in METRIC_KEYS))
+        print(f"{label:<22}" + "".join(f"{summary[k]:>{widths[k]}.4f}" for k in METRIC_KEYS))
 
     mask_path = args.data / "Masks" / DEMO_SUBJECT / f"{DEMO_SUBJECT}_T1.nii.gz"
     from model.volume_io import image_to_array, read_volume
