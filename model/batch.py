@@ -7,6 +7,7 @@ import argparse
 import logging
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import SimpleITK as sitk
 import torch
@@ -50,9 +51,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                    help="write a QC report per case (PNG and JSON) and an index.html over the run into DIR")
 
 
-def _qc_folder(text: str):
-    from pathlib import Path
-
+def _qc_folder(text: str) -> Path:
+    """Argument type of ``--qc``: a folder name."""
     if not text.strip():
         raise argparse.ArgumentTypeError("--qc needs a folder")
     return Path(text)
