@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import SimpleITK as sitk
 import torch
 
-from model.engine import select_device
-from model.errors import DeviceError, InputError, UsageError
+from model.errors import InputError, UsageError
 from model.layouts import CONTRASTS, Case
 
 log = logging.getLogger(__name__)
 
-CUDA_INDEX = re.compile(r"^cuda:(\d+)$")
 ENHANCED, SKIPPED = "enhanced", "skipped (outputs exist)"
 
 
@@ -56,27 +53,6 @@ def _qc_folder(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("--qc needs a folder")
     return Path(text)
-
-
-def device_name(text: str) -> str:
-    """Argument type of ``--device``: auto, cpu, cuda or cuda:N."""
-    if text in ("auto", "cpu", "cuda") or CUDA_INDEX.match(text):
-        return text
-    raise argparse.ArgumentTypeError(f"invalid device '{text}': expected auto, cpu, cuda or cuda:N (N a GPU index)")
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``cuda:N`` checked against the GPUs present (a clear error when it does not exist); the rest as
-    :func:`model.engine.select_device` does."""
-    match = CUDA_INDEX.match(requested)
-    if not match:
-        return select_device(requested)
-    index, count = int(match.group(1)), torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if index >= count:
-        present = f"GPUs 0..{count - 1}" if count else "no CUDA device"
-        raise DeviceError(f"--device {requested} was asked for, but this machine has {present} "
-                          "(use --device cpu, auto or an existing index)")
-    return torch.device("cuda", index)
 
 
 def set_threads(threads: int | None) -> None:

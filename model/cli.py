@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from model.budget import TimeBudget, candidates, process_started
 from model import sharding
-from model.batch import CaseResult, add_batch_arguments, cohort_cases, log_summary, resolve_device, results_of, set_threads
+from model.batch import CaseResult, add_batch_arguments, cohort_cases, log_summary, results_of, set_threads
 from model.case import enhance_case
+from model.engine import select_device
 from model.enhancer import Enhancer
 from model.environment import with_environment
 from model.errors import EnhancementError, InputError, UsageError
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="named bundle of settings (default: paper)")
     for flag, (name, help) in SAMPLER_FLAGS.items():
         setting_argument(s, flag, name, help)
-    add_device(s, indexed=True)
+    add_device(s)
     t = p.add_argument_group("time")
     t.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
                    help="seconds the whole run may take, from the start of the command: each case's sampling is planned "
@@ -195,7 +196,7 @@ def enhance_cases(args: argparse.Namespace, settings: SamplerSettings, cases: li
     refused = plan_outputs(cases)
     if len(cases) == 1 and refused:
         raise next(iter(refused.values()))
-    device = resolve_device(shard.device(args.device) if shard is not None else args.device)
+    device = select_device(shard.device(args.device) if shard is not None else args.device)
     qc = QcReport(args.qc, settings.to_dict(), str(device)) if args.qc else None
     weights = weights_dir(args)
     log.info("%d case(s), layout %s, device %s, weights %s", len(cases), cases[0].layout, device, weights)

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from model.engine import CUDA_INDEX
 from model.settings import CHOICES, CONCERNS, PRESETS, SamplerSettings
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the packaged weights/ folder
-DEVICES = ("auto", "cpu", "cuda")
 FIELD_TYPES: dict[str, Any] = {name: hint for cls in CONCERNS.values()
                                for name, hint in typing.get_type_hints(cls).items()}
 
@@ -111,15 +111,18 @@ def setting_argument(group, flag: str, name: str, help: str) -> None:
     group.add_argument(flag, **kwargs)
 
 
-def add_device(parser, default: str = "auto", indexed: bool = False) -> None:
-    """``--device auto|cpu|cuda`` (and ``cuda:N`` when ``indexed``: :func:`model.batch.resolve_device` checks it)."""
-    if indexed:
-        from model.batch import device_name
+def device_name(text: str) -> str:
+    """Argument type of ``--device``: auto, cpu, cuda or cuda:N (whether that GPU exists is
+    :func:`model.engine.select_device`'s to say)."""
+    if text in ("auto", "cpu", "cuda") or CUDA_INDEX.match(text):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid device '{text}': expected auto, cpu, cuda or cuda:N (N a GPU index)")
 
-        parser.add_argument("--device", default=default, type=device_name,
-                            help=f"compute device: auto, cpu, cuda or cuda:N (default {default})")
-        return
-    parser.add_argument("--device", default=default, choices=DEVICES, help=f"compute device (default {default})")
+
+def add_device(parser, default: str = "auto") -> None:
+    """``--device auto|cpu|cuda|cuda:N``."""
+    parser.add_argument("--device", default=default, type=device_name,
+                        help=f"compute device: auto, cpu, cuda or cuda:N (default {default})")
 
 
 def add_weights(parser, default: Path | None = DEFAULT_WEIGHTS, help: str | None = None) -> None:

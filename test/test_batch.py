@@ -1,6 +1,5 @@
 """Batch habits (model/batch.py): --subjects, --skip-existing, --threads, --device cuda:N, the summary table."""
 
-import argparse
 import logging
 import re
 
@@ -11,7 +10,6 @@ import torch
 from conftest import files_under, run_process, ulf_enc_paths, write_case
 from model import batch
 from model.batch import CaseResult, summary_table
-from model.errors import DeviceError
 from model.layouts import CONTRASTS
 
 
@@ -62,26 +60,6 @@ def test_threads_sets_torch_and_simpleitk_and_zero_is_refused(tmp_path, caplog):
     caplog.clear()
     assert run_process("--input", tmp_path / "in", "--output", tmp_path / "zero", "--threads", "0") == 2
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == ["--threads must be at least 1, got 0"]
-
-
-def test_device_names_accept_a_gpu_index_and_refuse_others():
-    assert [batch.device_name(d) for d in ("auto", "cpu", "cuda", "cuda:0", "cuda:12")] == \
-        ["auto", "cpu", "cuda", "cuda:0", "cuda:12"]
-    for bad in ("gpu", "cuda:", "cuda:-1", "cuda:x", "cuda0"):
-        with pytest.raises(argparse.ArgumentTypeError, match="expected auto, cpu, cuda or cuda:N"):
-            batch.device_name(bad)
-
-
-def test_a_gpu_index_is_checked_against_the_gpus_present(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert batch.resolve_device("cuda:1") == torch.device("cuda", 1)
-    with pytest.raises(DeviceError, match=r"--device cuda:2 was asked for, but this machine has GPUs 0\.\.1"):
-        batch.resolve_device("cuda:2")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(DeviceError, match="has no CUDA device"):
-        batch.resolve_device("cuda:0")
-    assert batch.resolve_device("cpu") == torch.device("cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without that GPU")

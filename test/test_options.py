@@ -3,8 +3,11 @@
 import argparse
 
 import pytest
+import torch
 
-from model.options import add_crop, add_device, add_weights, add_window, configured, parse_overrides, window_of
+from model.engine import select_device
+from model.errors import DeviceError
+from model.options import add_crop, add_device, add_weights, device_name, add_window, configured, parse_overrides, window_of
 from model.settings import PRESETS, SamplerSettings
 
 
@@ -60,3 +63,23 @@ def test_an_explicit_chain_is_parsed_and_must_descend_within_k():
     for bad in ((10, 40), (200, 1), (5, 5), (0,)):
         with pytest.raises(ValueError, match="chain_levels must descend"):
             PRESETS["paper"].updated(bridge_timestep=150, chain_levels=bad)
+
+
+def test_device_names_accept_a_gpu_index_and_refuse_others():
+    assert [device_name(d) for d in ("auto", "cpu", "cuda", "cuda:0", "cuda:12")] == \
+        ["auto", "cpu", "cuda", "cuda:0", "cuda:12"]
+    for bad in ("gpu", "cuda:", "cuda:-1", "cuda:x", "cuda0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected auto, cpu, cuda or cuda:N"):
+            device_name(bad)
+
+
+def test_a_gpu_index_is_checked_against_the_gpus_present(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert select_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(DeviceError, match=r"--device cuda:2 was asked for, but this machine has GPUs 0\.\.1"):
+        select_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="has no CUDA device"):
+        select_device("cuda:0")
+    assert select_device("cpu") == torch.device("cpu")
