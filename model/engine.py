@@ -140,11 +140,13 @@ class WindowEngine:
         """Start counting a new run (evaluators made afterwards count into the new counts)."""
         self.counts = EvaluationCounts()
 
-    def wants_compile(self, unet_windows: int) -> bool:
-        """``compile``: "on", or "auto" on the CPU for a case of at least COMPILE_MIN_WINDOWS U-Net windows."""
-        if self.unet is None or self.settings.compile == "off":
+    def wants_compile(self, unet_windows: int, settings: EngineSettings | None = None) -> bool:
+        """``compile`` of ``settings`` (default: the engine's): "on", or "auto" on the CPU for a case of at least
+        COMPILE_MIN_WINDOWS U-Net windows."""
+        compile_ = (settings or self.settings).compile
+        if self.unet is None or compile_ == "off":
             return False
-        return self.settings.compile == "on" or (self.device.type == "cpu" and unet_windows >= COMPILE_MIN_WINDOWS)
+        return compile_ == "on" or (self.device.type == "cpu" and unet_windows >= COMPILE_MIN_WINDOWS)
 
     def compile_unet(self) -> None:
         """Wrap the U-Net in :class:`CompiledNetwork` (once; it compiles at its first evaluation)."""
@@ -152,10 +154,12 @@ class WindowEngine:
             log.info("compiling the U-Net with torch.compile (the first evaluation includes it)")
             self.unet = CompiledNetwork(self.unet)
 
-    def plans_for(self, shape: tuple[int, ...], early_above: int | None = None) -> VolumePlans:
-        """The window plans of a volume of ``shape`` (x, y, z); with ``early_above``, levels above it go
-        on the early grid (``settings.early_overlap``)."""
-        s = self.settings
+    def plans_for(self, shape: tuple[int, ...], early_above: int | None = None,
+                  settings: EngineSettings | None = None) -> VolumePlans:
+        """The window plans of a volume of ``shape`` (x, y, z) on the grid of ``settings`` (default: the engine's;
+        a time budget may plan another overlap); with ``early_above``, levels above it go on the early grid
+        (``settings.early_overlap``)."""
+        s = settings or self.settings
         plans = VolumePlans(plan_windows(shape, s.window, s.overlap, self.device))
         if early_above is not None:
             plans.early = plan_windows(shape, s.window, s.early_overlap, self.device)

@@ -65,9 +65,10 @@ class Enhancer:
         """The window plans of a volume of ``shape`` (x, y, z) for ``settings`` (default: the enhancer's);
         compiles the U-Net first when they ask for it and the case is long enough (``compile="auto"``)."""
         settings = settings or self.settings
-        if self.engine.wants_compile(case_cost(shape, settings).unet_windows):
+        if self.engine.wants_compile(case_cost(shape, settings).unet_windows, settings.engine):
             self.engine.compile_unet()
-        return self.engine.plans_for(shape, settings.early_levels_above if settings.uses_early_grid else None)
+        return self.engine.plans_for(shape, settings.early_levels_above if settings.uses_early_grid else None,
+                                     settings.engine)
 
     def plan_to(self, deadline: float, x0_lf: torch.Tensor) -> tuple[SamplerSettings, ChainDeadline | None]:
         """The settings that fit until ``deadline`` (``time.monotonic``) on this volume, from the networks'
@@ -91,16 +92,11 @@ class Enhancer:
         """``volume``: (3, X, Y, Z) float32 in [-1, 1]; returns the same shape, float32. With ``deadline``
         (``time.monotonic``), the configuration is planned to finish by then (:meth:`plan_to`). ``on_estimate``:
         the sampler's hook for QC reports (:data:`model.sampler.EstimateCallback`)."""
-        engine = self.engine
         x0_lf = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(self.device)
         settings, chain_deadline = self.settings, None
         if deadline is not None:
             settings, chain_deadline = self.plan_to(deadline, x0_lf)
-        requested_engine, engine.settings = engine.settings, settings.engine
-        try:
-            result = self._sample(x0_lf, settings, on_level, chain_deadline, on_estimate)
-        finally:
-            engine.settings = requested_engine
+        result = self._sample(x0_lf, settings, on_level, chain_deadline, on_estimate)
         if chain_deadline is not None and chain_deadline.stopped_at is not None:
             log.warning("time budget: the chain ended before level %d, %d of %d levels done",
                         chain_deadline.stopped_at, len(chain_deadline.level_starts), settings.algorithm.level_count)

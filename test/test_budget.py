@@ -182,3 +182,24 @@ def test_the_budget_counts_from_the_start_of_the_process():
 
     age = time.monotonic() - process_started()
     assert 0.01 < age < 24 * 3600  # this process imported torch before the test ran
+
+
+def test_a_planned_grid_is_the_one_evaluated(tiny_weights):
+    import time
+
+    import numpy as np
+
+    from model.enhancer import Enhancer
+    from model.windows import window_count
+
+    shape = (80, 70, 40)
+    request = preset("smoke").updated(window=TEST_WINDOW, overlap=0.7, windows_per_batch=1)  # counts = windows
+    enhancer = Enhancer(request, tiny_weights, torch.device("cpu"))
+    volume = np.random.default_rng(0).uniform(-1, 1, (3, *shape)).astype(np.float32)
+    enhancer.enhance(volume, deadline=time.monotonic() + 0.001)  # nothing fits: the minimum work
+    plan = enhancer.last_plan
+    assert not plan.fits and plan.settings.algorithm.mode is Mode.BRIDGE
+    overlap = plan.settings.engine.overlap
+    assert window_count(shape, TEST_WINDOW, overlap) < window_count(shape, TEST_WINDOW, 0.7)
+    assert enhancer.counts.bridge_windows == window_count(shape, TEST_WINDOW, overlap)
+    assert enhancer.engine.settings == request.engine  # the planned grid is passed, not swapped in
