@@ -231,6 +231,27 @@ def test_a_run_can_start_from_exported_weights_and_refuses_another_architecture(
         initialise_from_weights(other, "diffusion", weights)
 
 
+def test_a_fine_tuned_export_names_the_weights_it_started_from(runs, data_root, cache, tmp_path):
+    """The lineage survives the starting folder: run -> export -> fine-tune -> export carries the first
+    export's checksum and provenance under initialised_from."""
+    first = tmp_path / "first"
+    assert main(["export", "--diffusion-run", str(runs["diffusion"]), "--bridge-run", str(runs["bridge"]),
+                 "--out", str(first)]) == 0
+    first_manifest = json.loads((first / "manifest.json").read_text())
+    config = tiny_config(data_root, cache, *RUNS["diffusion"], "train.steps=1", f"train.init_weights='{first}'")
+    train("diffusion", config, tmp_path / "fine-tune")
+    second = tmp_path / "second"
+    assert main(["export", "--diffusion-run", str(tmp_path / "fine-tune"), "--bridge-run", str(runs["bridge"]),
+                 "--out", str(second)]) == 0
+    shutil.rmtree(first)
+    networks = json.loads((second / "manifest.json").read_text())["networks"]
+    lineage = networks["diffusion"]["provenance"]["diffusion"]["initialised_from"]
+    assert lineage["sha256"] == first_manifest["networks"]["diffusion"]["sha256"]
+    assert lineage["provenance"]["diffusion"]["run_dir"] == str(runs["diffusion"].resolve())
+    assert "bridge" not in lineage["provenance"]
+    assert "initialised_from" not in networks["bridge"]["provenance"]["bridge"]  # a run from scratch
+
+
 def test_a_simulated_source_with_a_variation_has_its_own_cache_key(tmp_path):
     """data.variation changes the subjects, so it is part of the cache key; nominal keeps the old key."""
     from training.data import _source_key

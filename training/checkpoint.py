@@ -23,6 +23,7 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 CONFIG = "config.json"
 DATA = "data.json"
+INITIALISED_FROM = "initialised_from.json"  # the exported weights a fine-tuning run started from
 
 
 class EMA:
@@ -92,6 +93,27 @@ def latest_path(run_dir: Path) -> Path | None:
 def load(path: Path) -> dict[str, Any]:
     """A checkpoint's contents, on the CPU."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def initialisation_record(directory: Path, kind: str) -> dict[str, Any]:
+    """Where a fine-tuning run's ``kind`` network came from: the weights folder, the file's sha256 and that
+    network's manifest provenance (itself carrying ``initialised_from`` when it was fine-tuned too), so an
+    export names its whole lineage even after the folder it started from is gone."""
+    from model.weights import network_entry, read_manifest
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    entry = network_entry(manifest, kind, directory)
+    provenance = entry.provenance if isinstance(entry.provenance, dict) else {}
+    others = {name for name in manifest["networks"] if name != kind}
+    return {"weights": str(directory.resolve()), "file": entry.file, "sha256": entry.sha256,
+            "provenance": {key: value for key, value in provenance.items() if key not in others}}
+
+
+def read_initialisation(run_dir: Path) -> dict[str, Any] | None:
+    """The run's :func:`initialisation_record`, or None for a run that started from scratch."""
+    path = Path(run_dir) / INITIALISED_FROM
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def read_run(run_dir: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:

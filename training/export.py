@@ -3,7 +3,8 @@ manifest that inference loads (:func:`model.weights.save_networks`).
 
 The EMA weights are exported by default. Each network's manifest provenance carries the
 training configuration, the data provenance and subject split, the step, the checkpoint's
-sha256 and its validation metrics.
+sha256 and its validation metrics; a fine-tuned network also carries ``initialised_from``, the
+provenance of the weights it started from (and so on back to a run from scratch).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def exported_network(run_dir: Path, expected: str, use_ema: bool = True) -> tupl
         "training_metrics": {k: v for k, v in state["metrics"].items() if k.startswith("train/")},
         "training_config": config_dict, "data": data_provenance,
     }
+    initialised_from = checkpoint.read_initialisation(run_dir)
+    if initialised_from is not None:
+        provenance["initialised_from"] = initialised_from
     return network.eval(), provenance
 
 

@@ -146,6 +146,8 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
         initialise_from_weights(network, kind, Path(train_cfg.init_weights))
         ema = checkpoint.EMA(network, train_cfg.ema_decay)
         if runtime.main:
+            checkpoint.write_json(run_dir / checkpoint.INITIALISED_FROM,
+                                  checkpoint.initialisation_record(Path(train_cfg.init_weights), kind))
             log.info("%s initialised from the exported weights in %s", kind, train_cfg.init_weights)
     objective = build_objective(kind, network, section, runtime.autocast).to(runtime.device)
     module = objective
