@@ -59,3 +59,20 @@ def test_per_sample_timesteps_equal_one_level_at_a_time():
         assert torch.equal(back[i : i + 1], estimate_x0(expected, noise[i : i + 1], level, SCHEDULE))
     with pytest.raises(ValueError, match="1..1000"):
         add_noise(x0, noise, torch.tensor([0, 1, 2]), SCHEDULE)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("t", [2, 10, 25, 100, 400, 900])
+def test_remove_noise_at_the_level_of_add_noise_is_exact_to_a_few_ulps(t, dtype):
+    """RemoveNoise(AddNoise(x0, eps, t), eps, t) = x0 (eq. 10 and the default x0 reading of RemoveNoise,
+    Algorithm 1 lines 4 and 8): to 4 ulps of |x0| + |x_t| / sqrt(alpha_bar_t) elementwise (the rounding of
+    x_t, amplified by the division), and only at the level the noise was added at: RemoveNoise at t - 1 or
+    t + 1 misses x0 by far more than that."""
+    g = torch.Generator().manual_seed(t)
+    x0 = (torch.rand(1, 3, 8, 8, 4, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64).to(dtype)
+    x_t = add_noise(x0, noise, t, SCHEDULE)
+    tolerance = 4 * torch.finfo(dtype).eps * (x0.abs() + x_t.abs() / math.sqrt(float(SCHEDULE.alpha_bars[t])))
+    assert bool(((remove_noise(x_t, noise, t, SCHEDULE) - x0).abs() <= tolerance).all())
+    for wrong in (t - 1, t + 1):
+        assert float(((remove_noise(x_t, noise, wrong, SCHEDULE) - x0).abs() / tolerance).max()) > 100
