@@ -11,12 +11,17 @@ the challenge's metric min-max normalises each volume, so an output clipped at 1
 brighter, relative to its maximum, than the reference. Networks therefore train on high-field
 targets clipped at :data:`OUTPUT_CEILING` instead of 1, and outputs are clipped to
 ``[-1, OUTPUT_CEILING]`` only as a guard against stray voxels.
+
+:func:`normalisation_record` states all of this as data: the weights manifest records it (its
+``"intensity"`` block, written by :func:`model.weights.save_networks`) and loading refuses weights
+trained with another normalisation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from model.errors import InputError
 
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
+INPUT_CEILING = 1.0  # network units: inputs (and the percentile map) clipped to [-1, 1]
 OUTPUT_CEILING = 1.25  # network units: above the measured 3 T maxima (1.19-1.22), a guard, not a clip of real signal
 
 
@@ -34,7 +40,7 @@ class IntensityMap:
     low: float
     high: float
 
-    def to_network(self, volume: np.ndarray, ceiling: float = 1.0) -> np.ndarray:
+    def to_network(self, volume: np.ndarray, ceiling: float = INPUT_CEILING) -> np.ndarray:
         """Map ``[low, high]`` to [-1, 1] (float32), clipping to ``[-1, ceiling]`` (inputs: 1; targets: OUTPUT_CEILING)."""
         scaled = (volume.astype(np.float32) - self.low) / (self.high - self.low) * 2.0 - 1.0
         return np.clip(scaled, -1.0, ceiling).astype(np.float32)
@@ -61,7 +67,7 @@ def fit_intensity_map(
 
 
 def normalise_contrasts(arrays: Sequence[np.ndarray], names: Sequence[str],
-                        ceiling: float = 1.0) -> tuple[np.ndarray, list[IntensityMap]]:
+                        ceiling: float = INPUT_CEILING) -> tuple[np.ndarray, list[IntensityMap]]:
     """Fit one map per contrast and stack the mapped volumes as channels: (C, X, Y, Z) in [-1, ``ceiling``]."""
     maps = [fit_intensity_map(array, name) for array, name in zip(arrays, names)]
     return np.stack([m.to_network(array, ceiling) for m, array in zip(maps, arrays)]), maps
@@ -70,3 +76,21 @@ def normalise_contrasts(arrays: Sequence[np.ndarray], names: Sequence[str],
 def denormalise_contrasts(volume: np.ndarray, maps: Sequence[IntensityMap]) -> np.ndarray:
     """Inverse of :func:`normalise_contrasts`: each channel back to its contrast's intensity scale."""
     return np.stack([m.from_network(channel) for m, channel in zip(maps, volume)])
+
+
+def normalisation_record() -> dict[str, Any]:
+    """The intensity normalisation this code implements, as the weights manifest records it (``"intensity"``).
+
+    ``method``: each contrast's own robust percentile map; ``input_percentiles``: the percentiles of each
+    contrast that :func:`normalise_contrasts` maps to -1 and 1; ``input_clip``: the range inputs are clipped
+    to; ``target_ceiling``: the ceiling the high-field training targets are clipped to
+    (:data:`OUTPUT_CEILING`); ``output_clip``: the range network outputs are clipped to by
+    :func:`denormalise_contrasts`. Weights trained under another record see intensities differently.
+    """
+    return {
+        "method": "percentile",  # each contrast's own percentiles map affinely to [-1, 1]
+        "input_percentiles": [LOW_PERCENTILE, HIGH_PERCENTILE],
+        "input_clip": [-1.0, INPUT_CEILING],
+        "target_ceiling": OUTPUT_CEILING,
+        "output_clip": [-1.0, OUTPUT_CEILING],
+    }

@@ -7,6 +7,12 @@ architecture and configuration, whether it is trained, and its provenance. Each 
 file's configuration equals the manifest's, and that the weights fit the architecture; each
 failure says plainly what is wrong. :func:`save_networks` writes the same format (used by the
 training stage's export and by the tests).
+
+The manifest also records how the networks see intensities (``"intensity"``: the input percentiles,
+the input clip, the ceiling the training targets were clipped to and the output clip; see
+:func:`model.intensity.normalisation_record`). Loading a network or the schedule refuses weights
+whose record differs from what this code implements; a manifest without the block (older ones) is
+read as this code's normalisation, logged once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 from torch import nn
 
 from model.errors import WeightsError
+from model.intensity import normalisation_record
 from model.schedule import DEFAULT_TIMESTEPS, NoiseSchedule, cosine_schedule, named_schedule
 
 log = logging.getLogger(__name__)
@@ -30,6 +37,8 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 NETWORK_NAMES = ("diffusion", "bridge")
+INTENSITY = "intensity"  # the manifest's normalisation block
+_without_intensity_logged: set[str] = set()  # manifests already logged as recording no normalisation
 
 
 def _architectures() -> dict[str, tuple[type, type]]:
@@ -111,9 +120,41 @@ def network_entry(manifest: dict[str, Any], name: str, directory: Path) -> Netwo
     return parsed
 
 
+def check_intensity(manifest: dict[str, Any], directory: Path) -> None:
+    """Refuse a manifest whose recorded intensity normalisation differs from :func:`normalisation_record`.
+
+    A manifest without the block (written before it existed) is read as this code's normalisation, logged
+    once per manifest.
+    """
+    where = Path(directory) / MANIFEST_NAME
+    current = normalisation_record()
+    recorded = manifest.get(INTENSITY)
+    if recorded is None:
+        key = str(where.resolve())
+        if key not in _without_intensity_logged:
+            _without_intensity_logged.add(key)
+            log.info("%s records no intensity normalisation: assuming this code's %s", where,
+                     json.dumps(current, sort_keys=True))
+        return
+    if recorded == current:
+        return
+    if isinstance(recorded, dict):
+        differing = sorted(k for k in recorded.keys() | current.keys() if recorded.get(k) != current.get(k))
+        detail = "; ".join(f"{k}: {json.dumps(recorded.get(k))} vs {json.dumps(current.get(k))}" for k in differing)
+    else:
+        detail = f"'{INTENSITY}' is a JSON {type(recorded).__name__}, not an object"
+    raise WeightsError(
+        f"{where}: the networks were trained with intensity normalisation {json.dumps(recorded, sort_keys=True)}, "
+        f"but this code implements {json.dumps(current, sort_keys=True)} (weights vs code: {detail}); "
+        "use weights trained with this code's normalisation, or the code that trained them"
+    )
+
+
 def load_schedule(directory: Path) -> NoiseSchedule:
-    """The noise schedule the manifest in ``directory`` records (older manifests: cosine, T = 1000, logged)."""
+    """The noise schedule the manifest in ``directory`` records (older manifests: cosine, T = 1000, logged);
+    refuses weights trained with another intensity normalisation (:func:`check_intensity`)."""
     manifest = read_manifest(directory)
+    check_intensity(manifest, directory)
     recorded = manifest.get("schedule")
     if recorded is None:
         log.info("%s records no noise schedule: using cosine, T = %d", Path(directory) / MANIFEST_NAME, DEFAULT_TIMESTEPS)
@@ -142,9 +183,12 @@ def trained_timesteps(directory: Path, name: str) -> tuple[int, int] | None:
 
 
 def load_network(directory: Path, name: str, device: torch.device | str = "cpu") -> nn.Module:
-    """Load, verify and return network ``name`` in eval mode with gradients off."""
+    """Load, verify and return network ``name`` in eval mode with gradients off (refusing weights trained with
+    another intensity normalisation: :func:`check_intensity`)."""
     directory = Path(directory)
-    entry = network_entry(read_manifest(directory), name, directory)
+    manifest = read_manifest(directory)
+    entry = network_entry(manifest, name, directory)
+    check_intensity(manifest, directory)
     path = directory / entry.file
     if not path.is_file():
         raise WeightsError(f"{name} weights file missing: {path} (listed in {directory / MANIFEST_NAME})")
@@ -188,8 +232,9 @@ def save_networks(
     provenance: dict[str, Any],
     schedule: NoiseSchedule | None = None,
 ) -> Path:
-    """Write each network to ``directory/<name>.pt`` and a manifest listing them and the noise ``schedule``
-    they were trained with (default: cosine, T = 1000); returns the manifest path.
+    """Write each network to ``directory/<name>.pt`` and a manifest listing them, the noise ``schedule``
+    they were trained with (default: cosine, T = 1000) and this code's intensity normalisation
+    (``"intensity"``: :func:`model.intensity.normalisation_record`); returns the manifest path.
 
     Files are written atomically. ``trained`` must be False for randomly initialised networks:
     the command line warns loudly when it loads such weights.
@@ -217,8 +262,8 @@ def save_networks(
     partial = manifest_path.with_name(f".{MANIFEST_NAME}.partial")
     schedule = cosine_schedule() if schedule is None else schedule
     recorded = {"name": schedule.name, "timesteps": schedule.num_timesteps}
-    partial.write_text(json.dumps({"format_version": FORMAT_VERSION, "schedule": recorded, "networks": entries},
-                                  indent=2) + "\n")
+    partial.write_text(json.dumps({"format_version": FORMAT_VERSION, "schedule": recorded,
+                                   INTENSITY: normalisation_record(), "networks": entries}, indent=2) + "\n")
     os.replace(partial, manifest_path)
     return manifest_path
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from conftest import files_under, run_process, write_case
 from model.errors import WeightsError
+from model.intensity import normalisation_record
 from model.layouts import CONTRASTS
 from model.weights import load_network, sha256_of
 
@@ -43,6 +44,10 @@ def test_any_manifest_gives_one_clear_error(tmp_path, manifest):
     (entry_with(file=None), "file = null; expected a non-empty string"),
     (entry_with(file="../outside.pt"), "lies outside the weights folder"),
     (entry_with(file="/etc/hostname"), "lies outside the weights folder"),
+    ({**entry_with(), "intensity": {**normalisation_record(), "target_ceiling": 1.0, "output_clip": [-1.0, 1.0]}},
+     "trained with intensity normalisation"),  # weights from before OUTPUT_CEILING: targets clipped at 1
+    ({**entry_with(), "intensity": {**normalisation_record(), "input_percentiles": [1, 99]}},
+     "input_percentiles: [1, 99] vs [0.5, 99.5]"),
 ])
 def test_malformed_manifests_exit_3_with_one_line(tmp_path, caplog, manifest, message):
     inputs = write_case({c: tmp_path / f"{c}.mha" for c in CONTRASTS})
@@ -51,6 +56,8 @@ def test_malformed_manifests_exit_3_with_one_line(tmp_path, caplog, manifest, me
     code = run_process("--t1", inputs["T1"], "--t2", inputs["T2"], "--flair", inputs["FLAIR"], "--output-dir",
                        tmp_path / "out", mode="bridge", weights=tmp_path / "weights")
     assert code == 3 and message in caplog.text and "Traceback" not in caplog.text
+    assert len([r for r in caplog.records if r.levelname == "ERROR" and message in r.getMessage()]) == 1
+    assert all("\n" not in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     assert files_under(tmp_path / "out") == []
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.intensity import OUTPUT_CEILING
+from model.errors import WeightsError
+from model.intensity import OUTPUT_CEILING, normalisation_record
 from model.weights import load_network, read_manifest, sha256_of
 from test_training_helpers import single_thread, tiny_config, write_tiny_dataset  # noqa: F401 (fixture)
 from training import checkpoint
@@ -105,6 +106,9 @@ def test_resume_continues_bit_identically(kind, runs, data_root, cache, tmp_path
         return [{k: v for k, v in line.items() if k not in ("time", "train/sec_per_step")} for line in lines]
 
     assert logged(resumed) == logged(runs[kind])  # the lines of the interrupted step were replaced, not repeated
+    code = checkpoint.read_code(resumed)  # the start's commit kept, the resume's added
+    assert code["code_version"] == checkpoint.read_code(runs[kind])["code_version"]
+    assert [(r["step"], r["code_version"]) for r in code["resumes"]] == [(1, checkpoint.code_version())]
 
 
 def test_resume_refuses_a_changed_optimisation(runs, data_root, cache, tmp_path):
@@ -112,6 +116,10 @@ def test_resume_refuses_a_changed_optimisation(runs, data_root, cache, tmp_path)
     shutil.copytree(runs["diffusion"], resumed)
     with pytest.raises(ValueError, match="train.lr"):
         train("diffusion", tiny_config(data_root, cache, *RUNS["diffusion"], "train.lr=0.1"), resumed, resume=True)
+    code = checkpoint.read_code(resumed)
+    checkpoint.write_json(resumed / checkpoint.CODE, {**code, "intensity": {**code["intensity"], "target_ceiling": 1.0}})
+    with pytest.raises(ValueError, match=r"cannot resume .* started with the intensity normalisation .*\"target_ceiling\": 1\.0"):
+        train("diffusion", tiny_config(data_root, cache, *RUNS["diffusion"]), resumed, resume=True)
 
 
 def _global_relative_difference(a: dict, b: dict) -> float:
@@ -189,6 +197,50 @@ def test_export_round_trips_through_model(runs, tmp_path, capsys):
         ema = _state(runs[name], 2)["ema"]
         assert all(torch.equal(loaded.state_dict()[k], ema[k]) for k in ema)
         assert not loaded.training
+
+
+def test_a_runs_code_version_is_the_commit_that_started_it(runs, tmp_path, capsys):
+    """code.json, written when a run starts, names the commit that trains; the export records it as the run's
+    code_version, its own commit beside it as export_code_version, resumes at other commits, and refuses a run
+    trained with another intensity normalisation."""
+    for kind in ("diffusion", "bridge"):
+        recorded = checkpoint.read_code(runs[kind])
+        assert recorded["code_version"] == checkpoint.code_version() and recorded["resumes"] == []
+        assert recorded["intensity"] == normalisation_record()
+    run, out = tmp_path / "run", tmp_path / "weights"
+    shutil.copytree(runs["diffusion"], run)
+    started, resumed_at = "0123456789abcdef0123456789abcdef01234567", "89abcdef0123456789abcdef0123456789abcdef-dirty"
+    fake = {**checkpoint.read_code(run), "code_version": started}  # as if the run had started at another commit
+    checkpoint.write_json(run / checkpoint.CODE, fake)
+
+    def exported():
+        assert main(["export", "--diffusion-run", str(run), "--bridge-run", str(runs["bridge"]), "--out", str(out)]) == 0
+        return read_manifest(out)["networks"]["diffusion"]["provenance"]
+
+    provenance = exported()
+    assert provenance["diffusion"]["code_version"] == started and "resumes" not in provenance["diffusion"]
+    assert provenance["bridge"]["code_version"] == checkpoint.code_version()
+    assert provenance["export_code_version"] == checkpoint.code_version() and "code_version" not in provenance
+    assert read_manifest(out)["intensity"] == normalisation_record()
+    resume = {"code_version": resumed_at, "intensity": normalisation_record(), "at": "2026-12-01T00:00:00+00:00", "step": 1}
+    checkpoint.write_json(run / checkpoint.CODE, {**fake, "resumes": [resume]})
+    assert exported()["diffusion"]["resumes"] == [{"step": 1, "code_version": resumed_at}]
+    (run / checkpoint.CODE).unlink()  # a run from before code.json: unknown, not the export's commit
+    assert exported()["diffusion"]["code_version"] is None
+    checkpoint.write_json(run / checkpoint.CODE, {**fake, "intensity": {**normalisation_record(), "target_ceiling": 1.0}})
+    capsys.readouterr()
+    assert main(["export", "--diffusion-run", str(run), "--bridge-run", str(runs["bridge"]), "--out", str(out)]) == 2
+    assert "trained with the intensity normalisation" in capsys.readouterr().err
+
+
+def test_a_starting_point_is_named_by_the_checksum_of_its_file(tiny_weights, tmp_path):
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights, folder)
+    record = checkpoint.initialisation_record(folder, "bridge")
+    assert record["sha256"] == sha256_of(folder / "bridge.pt") and record["file"] == "bridge.pt"
+    (folder / "bridge.pt").write_bytes(b"overwritten")
+    with pytest.raises(WeightsError, match="bridge weights .* sha256"):
+        checkpoint.initialisation_record(folder, "bridge")
 
 
 def test_cli_reports_configuration_errors(tmp_path, capsys):

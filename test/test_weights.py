@@ -118,3 +118,60 @@ def test_settings_outside_the_trained_timesteps_are_warned_about(tiny_weights, t
         warn_outside_training(PRESETS["paper"], folder)  # K = 400 and levels 400..1
     assert "bridge network" in caplog.text and "t = 50..250" in caplog.text and "t = 400" in caplog.text
     assert "diffusion network" in caplog.text
+
+
+def test_save_networks_records_this_codes_intensity_normalisation(weights):
+    from model.intensity import HIGH_PERCENTILE, LOW_PERCENTILE, OUTPUT_CEILING, normalisation_record
+
+    recorded = json.loads((weights / "manifest.json").read_text())["intensity"]
+    assert recorded == normalisation_record()
+    assert recorded["input_percentiles"] == [LOW_PERCENTILE, HIGH_PERCENTILE] == [0.5, 99.5]
+    assert recorded["target_ceiling"] == OUTPUT_CEILING == 1.25 and recorded["output_clip"] == [-1.0, 1.25]
+    assert recorded["input_clip"] == [-1.0, 1.0]
+
+
+def test_weights_trained_with_another_output_ceiling_are_refused_naming_both(weights):
+    manifest = json.loads((weights / "manifest.json").read_text())
+    manifest["intensity"].update(target_ceiling=1.0, output_clip=[-1.0, 1.0])  # the clip at 1 before OUTPUT_CEILING
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    for load in (lambda: load_network(weights, "diffusion"), lambda: load_schedule(weights)):
+        with pytest.raises(WeightsError) as refused:
+            load()
+        message = str(refused.value)
+        assert "\n" not in message and "trained with intensity normalisation" in message
+        assert '"target_ceiling": 1.0' in message and '"target_ceiling": 1.25' in message  # both records
+        assert "target_ceiling: 1.0 vs 1.25" in message and "output_clip: [-1.0, 1.0] vs [-1.0, 1.25]" in message
+    manifest["intensity"] = "percentile"
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(WeightsError, match="'intensity' is a JSON str"):
+        load_network(weights, "bridge")
+
+
+def test_a_manifest_without_intensity_is_read_as_this_codes_and_logged_once(weights, caplog):
+    manifest = json.loads((weights / "manifest.json").read_text())
+    del manifest["intensity"]
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    caplog.set_level("INFO", logger="model.weights")
+    load_schedule(weights)
+    load_network(weights, "diffusion")
+    load_network(weights, "bridge")
+    assert caplog.text.count("records no intensity normalisation") == 1
+
+
+def test_shipped_manifest_records_the_normalisation_and_an_honest_lineage():
+    from model.intensity import normalisation_record
+
+    manifest = json.loads((Path(__file__).resolve().parent.parent / "weights" / "manifest.json").read_text())
+    assert manifest["intensity"] == normalisation_record()
+    for entry in manifest["networks"].values():
+        provenance = entry["provenance"]
+        assert "code_version" not in provenance and len(provenance["export_code_version"]) == 40
+        for name in ("diffusion", "bridge"):
+            run = provenance[name]
+            assert run["code_version"] and run["code_version_note"]  # reconstructed from git, and labelled so
+            start = run["initialised_from"]
+            assert len(start["sha256"]) == 64 and start["file"] == f"{name}.pt"
+        assert "note" not in provenance["diffusion"]["initialised_from"]  # recorded when phase 3 started
+        assert provenance["bridge"]["initialised_from"]["note"].startswith("not recorded when the run started")
+        assert provenance["bridge"]["initialised_from"]["sha256"] == \
+            "e6c9321f9b2438613af34fcf1bcbaecbdf2fe55fe71ba8893022b3d150dfa10e"  # weights/bridge.pt at f030c9f

@@ -1,7 +1,8 @@
 """Checkpoints (network, EMA, optimiser, step) and the exponential moving average of the weights.
 
 A run folder holds ``config.json`` (the resolved run configuration), ``data.json`` (the data
-provenance and subject split), ``checkpoints/step-XXXXXXXX.pt`` (the newest few), and
+provenance and subject split), ``code.json`` (the git commit and intensity normalisation the run
+started with, and those of each resume), ``checkpoints/step-XXXXXXXX.pt`` (the newest few), and
 ``checkpoints/latest`` naming the newest. Checkpoints are written atomically by the first process.
 Resuming restores everything the next step depends on, so on the CPU a resumed run continues
 bit for bit as if it had never stopped (the data and noise are functions of the step; see
@@ -11,8 +12,10 @@ bit for bit as if it had never stopped (the data and noise are functions of the 
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ LATEST = "latest"
 CONFIG = "config.json"
 DATA = "data.json"
 INITIALISED_FROM = "initialised_from.json"  # the exported weights a fine-tuning run started from
+CODE = "code.json"  # the commit (and intensity normalisation) the run started with, and each resume's
 
 
 class EMA:
@@ -96,18 +100,75 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def initialisation_record(directory: Path, kind: str) -> dict[str, Any]:
-    """Where a fine-tuning run's ``kind`` network came from: the weights folder, the file's sha256 and that
-    network's manifest provenance (itself carrying ``initialised_from`` when it was fine-tuned too), so an
-    export names its whole lineage even after the folder it started from is gone."""
-    from model.weights import network_entry, read_manifest
+    """Where a fine-tuning run's ``kind`` network came from: the weights folder, the sha256 of the file (read
+    from the file itself and checked against the manifest, so the folder being overwritten later cannot change
+    what the record names) and that network's manifest provenance (itself carrying ``initialised_from`` when it
+    was fine-tuned too), so an export names its whole lineage even after the folder it started from is gone."""
+    from model.errors import WeightsError
+    from model.weights import network_entry, read_manifest, sha256_of
 
     directory = Path(directory)
     manifest = read_manifest(directory)
     entry = network_entry(manifest, kind, directory)
+    actual = sha256_of(directory / entry.file)
+    if actual != entry.sha256:
+        raise WeightsError(f"{kind} weights {directory / entry.file} changed while the run started: sha256 {actual}, "
+                           f"manifest says {entry.sha256}")
     provenance = entry.provenance if isinstance(entry.provenance, dict) else {}
     others = {name for name in manifest["networks"] if name != kind}
-    return {"weights": str(directory.resolve()), "file": entry.file, "sha256": entry.sha256,
+    return {"weights": str(directory.resolve()), "file": entry.file, "sha256": actual,
             "provenance": {key: value for key, value in provenance.items() if key not in others}}
+
+
+def code_version() -> str | None:
+    """The git commit of this code (with ``-dirty`` for local changes), when it is a git checkout."""
+    try:
+        result = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], capture_output=True,
+                                text=True, timeout=10, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def record_code(run_dir: Path, step: int) -> dict[str, Any]:
+    """Write the run's ``code.json`` when it starts (``step`` 0): the git commit and the intensity normalisation
+    it trains with; a resume (``step`` > 0) appends its own under ``resumes``. A run from before ``code.json``
+    gets one whose start is unknown (``code_version`` and ``intensity`` null)."""
+    from model.intensity import normalisation_record
+
+    path = Path(run_dir) / CODE
+    now = {"code_version": code_version(), "intensity": normalisation_record(), "at": _now()}
+    if step == 0:
+        record = {**now, "resumes": []}
+    else:
+        record = read_code(run_dir) or {"code_version": None, "intensity": None, "at": None, "resumes": []}
+        record.setdefault("resumes", []).append({**now, "step": step})
+    write_json(path, record)
+    return record
+
+
+def check_code_resumable(run_dir: Path) -> None:
+    """Refuse to resume a run that started with another intensity normalisation than this code implements."""
+    from model.intensity import normalisation_record
+
+    record = read_code(run_dir)
+    started = record.get("intensity") if record else None
+    if started is not None and started != normalisation_record():
+        raise ValueError(f"cannot resume {run_dir}: it started with the intensity normalisation "
+                         f"{json.dumps(started, sort_keys=True)} ({CODE}), this code implements "
+                         f"{json.dumps(normalisation_record(), sort_keys=True)}")
+
+
+def read_code(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``code.json`` (:func:`record_code`), or None for a run from before it existed."""
+    path = Path(run_dir) / CODE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def read_initialisation(run_dir: Path) -> dict[str, Any] | None:

@@ -3,18 +3,22 @@ manifest that inference loads (:func:`model.weights.save_networks`).
 
 The EMA weights are exported by default. Each network's manifest provenance carries the
 training configuration, the data provenance and subject split, the step, the checkpoint's
-sha256 and its validation metrics; a fine-tuned network also carries ``initialised_from``, the
-provenance of the weights it started from (and so on back to a run from scratch).
+sha256, its validation metrics and ``code_version``, the git commit the run started with (from the
+run's ``code.json``; ``resumes`` when it was resumed at other commits); a fine-tuned network also carries
+``initialised_from``, the sha256 and provenance of the weights it started from (and so on back to a run
+from scratch). ``export_code_version`` beside them is the export's own commit. The manifest's
+``intensity`` block is this code's normalisation; a run that started with another is refused.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from model.intensity import normalisation_record
 from model.schedule import cosine_schedule
 from model.weights import save_networks, sha256_of
 from training import checkpoint
@@ -24,16 +28,26 @@ from training.loop import build_network
 log = logging.getLogger(__name__)
 
 
-def _code_version() -> str | None:
-    """The git commit of this code (with ``-dirty`` for local changes), when it is a git checkout."""
-    try:
-        result = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], capture_output=True,
-                                text=True, timeout=10, cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip() or None
+def _training_code(run_dir: Path) -> dict[str, Any]:
+    """``code_version``: the commit the run started with (and ``resumes``: the commits of its resumes, when any
+    differs), from the run's ``code.json``; refuses a run trained with another intensity normalisation than
+    this code's, which the manifest would otherwise misstate."""
+    record = checkpoint.read_code(run_dir)
+    if record is None:
+        log.warning("%s records no training commit (%s; runs before it): code_version is null", run_dir,
+                    checkpoint.CODE)
+        return {"code_version": None}
+    current = normalisation_record()
+    for part in [record, *record.get("resumes", [])]:
+        if part.get("intensity") not in (None, current):
+            raise ValueError(f"{run_dir} trained with the intensity normalisation "
+                             f"{json.dumps(part['intensity'], sort_keys=True)} ({checkpoint.CODE}), this code "
+                             f"implements {json.dumps(current, sort_keys=True)}: export it with the code that trained it")
+    found: dict[str, Any] = {"code_version": record.get("code_version")}
+    resumes = record.get("resumes", [])
+    if any(r.get("code_version") != found["code_version"] for r in resumes):
+        found["resumes"] = [{"step": r.get("step"), "code_version": r.get("code_version")} for r in resumes]
+    return found
 
 
 def exported_network(run_dir: Path, expected: str, use_ema: bool = True) -> tuple[Any, dict[str, Any]]:
@@ -42,6 +56,7 @@ def exported_network(run_dir: Path, expected: str, use_ema: bool = True) -> tupl
     kind, config_dict, data_provenance = checkpoint.read_run(run_dir)
     if kind != expected:
         raise ValueError(f"{run_dir} is a {kind} run; expected a {expected} run")
+    trained_by = _training_code(run_dir)
     path = checkpoint.latest_path(run_dir)
     if path is None:
         raise ValueError(f"{run_dir} has no checkpoint to export")
@@ -53,7 +68,7 @@ def exported_network(run_dir: Path, expected: str, use_ema: bool = True) -> tupl
     if not finished:
         log.warning("%s: exporting an unfinished run (step %d of %d)", run_dir, state["step"], config.train.steps)
     provenance = {
-        "run_dir": str(run_dir.resolve()), "checkpoint": path.name, "checkpoint_sha256": sha256_of(path),
+        "run_dir": str(run_dir.resolve()), **trained_by, "checkpoint": path.name, "checkpoint_sha256": sha256_of(path),
         "step": state["step"], "finished": finished, "weights": "ema" if use_ema else "raw",
         "validation_metrics": {k: v for k, v in state["metrics"].items() if k.startswith("val/")},
         "training_metrics": {k: v for k, v in state["metrics"].items() if k.startswith("train/")},
@@ -70,7 +85,7 @@ def export(diffusion_run: Path, bridge_run: Path, out: Path, use_ema: bool = Tru
     networks, provenance = {}, {
         "source": "python -m training export",
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "code_version": _code_version(),
+        "export_code_version": checkpoint.code_version(),
     }
     for name, run in zip(NETWORKS, (diffusion_run, bridge_run)):
         networks[name], provenance[name] = exported_network(run, name, use_ema)

@@ -87,6 +87,7 @@ def _prepare_run_dir(kind: str, config: RunConfig, run_dir: Path, resume: bool, 
             raise ValueError(f"{run_dir} is a {saved.get('network')} run, not a {kind} run")
         if latest is not None:
             check_resumable(saved["config"], config)
+            checkpoint.check_code_resumable(run_dir)
     runtime.barrier()  # everyone has read the old config before the first process replaces it
     if runtime.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +150,10 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
             checkpoint.write_json(run_dir / checkpoint.INITIALISED_FROM,
                                   checkpoint.initialisation_record(Path(train_cfg.init_weights), kind))
             log.info("%s initialised from the exported weights in %s", kind, train_cfg.init_weights)
+    elif runtime.main:  # a fresh start from scratch: no lineage left from an earlier attempt in this folder
+        (run_dir / checkpoint.INITIALISED_FROM).unlink(missing_ok=True)
+    if runtime.main:  # the commit that trains (at the start; each resume adds its own), read by the export
+        checkpoint.record_code(run_dir, step)
     objective = build_objective(kind, network, section, runtime.autocast).to(runtime.device)
     module = objective
     if runtime.distributed:  # no buffer changes while training (no batch norm), so none to broadcast
