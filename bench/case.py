@@ -1,6 +1,11 @@
 """Held-out simulated subjects, normalised like the product does, and their scores: the input of the
 benchmark, the quality curve and the ablation table.
 
+The identity baseline (the low field as the prediction of 3 T, the paper's Table 1 row 1) is scored on the
+*raw* input (:func:`raw_input_scores`), as the demo and the organisers score it; the normalised input
+written back on its scale (:func:`contrast_scores` of ``network_input``) has been clipped to the 0.5th and
+99.5th percentiles and scores what clipping alone achieves, not the identity.
+
 Simulated training sets use small seeds (``python -m simulation --seed 0``: subjects 0, 1, ...);
 held-out evaluation starts at :data:`HELD_OUT_SEED`, so the two never share a subject. A crop is
 taken *after* the whole head has been normalised, so that a cropped run is a part of a full-head run
@@ -27,13 +32,14 @@ SOURCES = {"low": "64 mT input", "high": "3 T input"}  # which field of the subj
 
 @dataclass(frozen=True)
 class BenchCase:
-    """One subject: the normalised network input, the 3 T reference and the brain mask."""
+    """One subject: the normalised network input, the raw input it came from, the 3 T reference and the brain mask."""
 
     name: str
     network_input: np.ndarray  # (3, X, Y, Z) float32 in [-1, 1]
     maps: list[IntensityMap]  # the input's intensity maps, to write outputs back on their scale
     high: np.ndarray  # (3, X, Y, Z) 3 T reference
     mask: np.ndarray  # (X, Y, Z) brain mask
+    raw_input: np.ndarray | None = None  # (3, X, Y, Z) the input field as simulated (same crop), before normalisation
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -72,6 +78,7 @@ def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Se
     network_input, maps = normalise_contrasts(list(getattr(subject, source)), list(CONTRASTS))
     box = centred_crop(subject.mask.shape, crop)
     network_input = np.ascontiguousarray(network_input[(slice(None), *box)])
+    raw_input = np.stack([np.asarray(volume)[box] for volume in getattr(subject, source)])
     high, mask = subject.high[(slice(None), *box)], subject.mask[box]
     if not mask.any():
         raise ValueError(f"the crop {crop} of subject {seed} holds no brain")
@@ -79,13 +86,22 @@ def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Se
     name = f"simulated subject {seed}, {shape} at {1 / shape_scale:g} mm" + (" (centred crop)" if crop else "")
     name += "" if variation == "nominal" else f", {variation} parameters"
     name += "" if source == "low" else f", {SOURCES[source]}"
-    return BenchCase(name, network_input, maps, np.ascontiguousarray(high), np.ascontiguousarray(mask))
+    return BenchCase(name, network_input, maps, np.ascontiguousarray(high), np.ascontiguousarray(mask), raw_input)
 
 
 def contrast_scores(case: BenchCase, enhanced: np.ndarray) -> list[dict]:
     """The challenge's metrics of a network-scale output, one row per contrast."""
     output = denormalise_contrasts(enhanced, case.maps)
     return [{"contrast": c, **challenge_metrics(output[i], case.high[i], case.mask)} for i, c in enumerate(CONTRASTS)]
+
+
+def raw_input_scores(case: BenchCase) -> list[dict]:
+    """The identity baseline: the challenge's metrics of the raw input (not clipped, not normalised) as the
+    output, one row per contrast, as :func:`contrast_scores` gives them."""
+    if case.raw_input is None:
+        raise ValueError(f"{case.name} carries no raw input to score the identity on")
+    return [{"contrast": c, **challenge_metrics(case.raw_input[i], case.high[i], case.mask)}
+            for i, c in enumerate(CONTRASTS)]
 
 
 def mean_scores(rows: list[dict]) -> dict[str, float]:

@@ -8,8 +8,12 @@ of every evaluation plus the bridge's, counted on the full head's window grids,
 :func:`model.cost.case_cost`), on the presets' window whatever window the runs used. ``--bench-json`` (a ``python -m bench`` result) turns that into full-head seconds with
 the windows per second of its default engine.
 
+The identity row scores the raw low-field input (as the paper's row 1, the demo and the organisers do),
+not the input after the product's percentile clipping.
+
 Runs are recorded as they finish (``--out``/quality.jsonl, :mod:`bench.sweep`) and runs already there
-are skipped, so an interrupted curve resumes where it stopped; quality.json, .md and .png are written
+are skipped when they were made with the same weights, settings, device, held-out set and crop, so an
+interrupted curve resumes where it stopped; quality.json, .md and .png are written
 at the end. ``--max-run-seconds`` skips configurations whose
 estimated time (from the windows per second measured so far) is larger.
 """
@@ -30,7 +34,7 @@ import torch
 
 from bench.case import HELD_OUT_SEED, add_variation, simulated_case
 from bench.cli import FULL_HEAD_SHAPE
-from bench.sweep import RunLog, enhance_and_score, sweep
+from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
 from model.cost import case_cost
 from model.engine import select_device
 from model.enhancer import Enhancer
@@ -102,9 +106,11 @@ def windows_per_second(runs: RunLog) -> float | None:
 
 
 def summarise(runs: RunLog, curve: dict[str, SamplerSettings], bench: dict | None,
-              document: dict[str, Any]) -> list[dict[str, Any]]:
+              document: dict[str, Any], subjects: list[int] | None = None,
+              keys: dict[str, dict] | None = None) -> list[dict[str, Any]]:
     """Mean score and cost per configuration, in curve order; full-head cost (on the presets' window,
-    or the bench's) relative to paper."""
+    or the bench's) relative to paper. With ``subjects`` and ``keys`` (label -> :func:`bench.sweep.run_key`),
+    only the runs of those subjects under their configuration's key count."""
     window = tuple(bench["window"]) if bench is not None else PRESETS["paper"].engine.window
     document["cost_window"] = list(window)
     paper = case_cost(FULL_HEAD_SHAPE, PRESETS["paper"].updated(window=window)).windows
@@ -114,7 +120,7 @@ def summarise(runs: RunLog, curve: dict[str, SamplerSettings], bench: dict | Non
         wps = default["windows_per_second"]
     rows = []
     for label, settings in curve.items():
-        finished = runs.runs(label)
+        finished = runs.runs(label) if keys is None else runs.current(label, subjects, keys[label])
         if not finished:
             continue
         windows = case_cost(FULL_HEAD_SHAPE, settings.updated(window=window)).windows
@@ -182,10 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.configurations or list(DEFAULT_CURVE)
     specs = {**{label: DEFAULT_CURVE[label] for label in labels}, **dict(args.add)}
     curve = {label: configured(spec).updated(window=window_of(args)) for label, spec in specs.items()}
+    if device.type == "cpu":  # as CurveRun runs them, so that the runs' keys say so
+        curve = {label: s.updated(compile="off" if args.no_compile else "on") for label, s in curve.items()}
     manifest = json.loads((args.weights / "manifest.json").read_text())
     subjects = [args.seed + i for i in range(args.subjects)]
     runs = RunLog(args.out / "quality.jsonl")
-    sweep(curve, subjects, runs, CurveRun(args, device, runs))
+    checksums = weights_checksums(args.weights)
+    keys = {label: run_key(checksums, settings, crop=args.crop, variation=args.variation, shape_scale=args.shape_scale,
+                           device=device.type, scoring=scored(settings)) for label, settings in curve.items()}
+    sweep(curve, subjects, runs, CurveRun(args, device, runs), key=lambda label, settings: keys[label])
     document = {"weights": str(args.weights), "device": str(device),
                 "trained": all(entry.get("trained", False) for entry in manifest["networks"].values()),
                 "window": list(next(iter(curve.values())).engine.window), "subject_seeds": subjects,
@@ -193,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                 "volume": simulated_case(subjects[0], args.shape_scale, args.crop,
                                          variation=args.variation).name.split(", ", 1)[1],
                 "variation": args.variation,
-                "runs": runs.runs()}
+                "runs": [r for label in curve for r in runs.current(label, subjects, keys[label])]}
     bench = json.loads(args.bench_json.read_text()) if args.bench_json else None
-    rows = summarise(runs, curve, bench, document)
+    rows = summarise(runs, curve, bench, document, subjects, keys)
     document["summary"] = rows
     (args.out / "quality.json").write_text(json.dumps(document, indent=2) + "\n")
     (args.out / "quality.md").write_text(markdown(rows, document))
