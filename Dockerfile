@@ -35,7 +35,10 @@ ENV PYTHONUNBUFFERED=1 \
 # every process.py option is ULF_<OPTION>. A Grand Challenge job has 20 minutes by default; the run plans
 # itself to 16 of them (counted from the process's start, reading and writing included), leaving 4 for
 # the platform's container start-up. ULF_TIME_BUDGET=0 runs the preset as asked, however long it takes.
+# The budget is per case (ULF_BUDGET_SCOPE=case): a Grand Challenge job is one case, and an organiser's local
+# rerun over a cohort plans every case as the platform planned it.
 ENV ULF_TIME_BUDGET=960 \
+    ULF_BUDGET_SCOPE=case \
     ULF_PRECISION=auto
 LABEL org.opencontainers.image.title="ulf-enc-bridged-diffusion" \
       org.opencontainers.image.description="Bridged denoising diffusion for ultra-low-field (64 mT) MRI enhancement: T1w, T2w, FLAIR in; enhanced T1w, T2w, FLAIR out" \
@@ -69,5 +72,8 @@ RUN set -eu; \
     python -c "import model"; \
     test -f /opt/app/weights/manifest.json || echo "WARNING: no weights/manifest.json baked in" >&2; \
     rm -rf /tmp/.cache
+# The code version every run record names (build.sh passes the git commit).
+ARG CODE_VERSION=unknown
+ENV ULF_CODE_VERSION=$CODE_VERSION
 
 USER user

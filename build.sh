@@ -70,6 +70,7 @@ if [[ "$inference" == 1 ]]; then
     if rev="$(git -C "$here" rev-parse --short=12 HEAD 2>/dev/null)"; then
         git -C "$here" diff --quiet HEAD -- Dockerfile requirements.txt process.py model weights 2>/dev/null || rev="$rev-dirty"
         tags+=(-t "$name:git-$rev")
+        args+=(--build-arg "CODE_VERSION=git-$rev")  # recorded in every run record (ULF_CODE_VERSION)
     fi
     log "building $image from ${base:-the default base of the Dockerfile} ..."
     t0=$SECONDS

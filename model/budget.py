@@ -5,7 +5,8 @@ Three parts, each testable with a fake clock and a fake throughput:
 * :class:`TimeBudget`: the whole run's seconds, counted from the start of the command, shared out
   among the cases still to do (each keeps room for reading and writing, as measured on the way).
 * :func:`plan_case`: the requested settings when their estimated time fits a case's allowance, else
-  the first configuration of :data:`LADDER` (ordered by measured quality, best first) that fits; when
+  the first configuration of the weights' calibrated ladder (:mod:`model.calibration`, best measured
+  quality first) that fits; when
   nothing fits, the minimum work (the bridge alone on the coarsest grid), flagged as over the budget.
   The estimate is windows (:func:`model.cost.case_cost`) over the throughput measured on this device,
   this precision and this volume (:meth:`model.engine.WindowEngine.throughput`).
@@ -21,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from model.cost import case_cost
 from model.errors import UsageError
@@ -33,38 +33,6 @@ log = logging.getLogger(__name__)
 # A plan fills at most this share of a case's allowance: the estimate's own error (blending, host
 # copies, a busy machine) must not push the run over; the chain's deadline catches the rest.
 PLAN_FILL = 0.85
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One configuration the planner may fall back to, with the quality measured for it."""
-
-    label: str
-    changes: dict[str, Any]  # on the requested settings (mode, K, J, chain, overlap)
-    score: float  # mean final score on held-out crops with the shipped weights (docs/speed.md, "Time budget")
-
-
-def _rung(label: str, score: float, mode: str = "full", chain: tuple[int, ...] = (25, 10, 1), refinements: int = 1,
-          overlap: float = 0.25) -> Rung:
-    return Rung(label, {"mode": mode, "bridge_timestep": 100, "chain_levels": chain if mode == "full" else (),
-                        "refinements": refinements, "overlap": overlap}, score)
-
-
-# Measured with `python -m bench.quality --no-compile` on 2 held-out subjects (seeds 90100, 90101, training-range
-# simulator parameters, 128x160x64 crops), the weights shipped at commit 55fea65 (docs/speed.md, "Time budget").
-# Ordered best first (the order the planner tries them in); the cheapest, the bridge alone on the coarsest
-# grid, is the minimum work, run whatever the budget. Not a rung: the `fast` preset's J = 2, which scored
-# below J = 1 on the same levels and grid (0.7376 against 0.7445 on subject 90100) at twice the cost.
-LADDER: tuple[Rung, ...] = tuple(sorted((
-    _rung("chain 25,10,1, J 1, overlap 0.7", 0.7244, overlap=0.7),
-    _rung("chain 25,10,1, J 1, overlap 0.5", 0.7227, overlap=0.5),
-    _rung("cpu: chain 25,10,1, J 1, overlap 0.25", 0.7211),
-    _rung("chain 10,1, overlap 0.25", 0.7167, chain=(10, 1)),
-    _rung("chain 10, overlap 0.25", 0.7148, chain=(10,)),
-    _rung("bridge, overlap 0.7", 0.7139, mode="bridge", overlap=0.7),
-    _rung("bridge, overlap 0.25", 0.7089, mode="bridge"),
-    _rung("bridge, overlap 0.5", 0.7088, mode="bridge", overlap=0.5),
-), key=lambda rung: -rung.score))
 
 
 @dataclass(frozen=True)
@@ -102,21 +70,15 @@ class Plan:
         return f"{what}; estimated {self.estimate:.0f} s of the {self.allowance:.0f} s left for it"
 
 
-def rung_settings(requested: SamplerSettings, rung: Rung) -> SamplerSettings:
-    """``requested`` with the rung's algorithm and overlap; the engine's other choices (window, batching,
-    precision) kept; no early grid, no compilation (its time cannot be planned)."""
-    changes = dict(rung.changes)
-    overlap = changes.pop("overlap")
-    algorithm = replace(requested.algorithm, level_stride=1, **changes)
-    engine = replace(requested.engine, overlap=overlap, early_overlap=None, early_levels_fraction=0.0, compile="off")
-    return SamplerSettings(algorithm, engine)
+Options = list[tuple[str, SamplerSettings]]  # (label, settings), in the order the planner tries them
 
 
-def candidates(requested: SamplerSettings) -> list[tuple[str, SamplerSettings]]:
-    """The requested settings first, then what the planner may fall back to, best measured quality first.
+def candidates(requested: SamplerSettings, ladder: Options) -> Options:
+    """The requested settings first, then what the planner may fall back to: ``ladder``, the weights'
+    calibrated configurations, best first (:func:`model.calibration.ladder_for`).
 
-    ``full``: the ladder. ``bridge``: the same with the ladder's coarser bridge grids. ``identity``: nothing to
-    plan. ``diffusion`` (an ablation without a measured ladder) is refused with a budget."""
+    ``full``: the ladder. ``bridge``: the ladder's bridge-only rungs on coarser grids than requested.
+    ``identity``: nothing to plan. ``diffusion`` (an ablation without a measured ladder) is refused with a budget."""
     mode = requested.algorithm.mode
     unplanned = replace(requested.engine, compile="off")
     first = [("as requested", SamplerSettings(requested.algorithm, unplanned))]
@@ -126,16 +88,17 @@ def candidates(requested: SamplerSettings) -> list[tuple[str, SamplerSettings]]:
     if mode is Mode.IDENTITY:
         return first
     if mode is Mode.BRIDGE:
-        overlaps = sorted({r.changes["overlap"] for r in LADDER if r.changes["mode"] == "bridge"}, reverse=True)
-        return first + [(f"bridge, overlap {o:g}", SamplerSettings(requested.algorithm, replace(unplanned, overlap=o)))
-                        for o in overlaps if o < requested.engine.overlap]
-    return first + [(rung.label, rung_settings(requested, rung)) for rung in LADDER]
+        return first + [(label, SamplerSettings(requested.algorithm, replace(unplanned, overlap=s.engine.overlap)))
+                        for label, s in ladder
+                        if s.algorithm.mode is Mode.BRIDGE and s.engine.overlap < requested.engine.overlap]
+    return first + list(ladder)
 
 
-def plan_case(requested: SamplerSettings, shape: tuple[int, ...], throughput: Throughput, allowance: float) -> Plan:
+def plan_case(requested: SamplerSettings, shape: tuple[int, ...], throughput: Throughput, allowance: float,
+              ladder: Options) -> Plan:
     """The first candidate whose estimate fills at most :data:`PLAN_FILL` of ``allowance``, else the cheapest
     (the minimum work), marked as not fitting."""
-    estimated = [(label, settings, throughput.seconds(settings, shape)) for label, settings in candidates(requested)]
+    estimated = [(label, settings, throughput.seconds(settings, shape)) for label, settings in candidates(requested, ladder)]
     for label, settings, estimate in estimated:
         if estimate <= PLAN_FILL * allowance:
             return Plan(label, settings, estimate, allowance, fits=True)
@@ -157,18 +120,29 @@ def process_started(clock: Callable[[], float] = time.monotonic) -> float:
 
 @dataclass
 class TimeBudget:
-    """The seconds a whole run may take, from ``started`` (the command's start) on ``clock``."""
+    """The seconds a whole run may take, from ``started`` (the command's start) on ``clock``; with
+    ``per_case`` (``--budget-scope case``), the seconds each case may take instead, the first counted from the
+    command's start and each later one from its own start (a Grand Challenge job is one case: a local rerun
+    of a cohort then plans every case as the platform planned it)."""
 
     seconds: float
     clock: Callable[[], float] = time.monotonic
     started: float | None = None
     io_seconds: list[float] = field(default_factory=list)  # reading + writing, per case done
+    per_case: bool = False
+    cases_started: int = 0
 
     def __post_init__(self):
         if not self.seconds > 0:
             raise UsageError(f"--time-budget must be a positive number of seconds (0: no budget), got {self.seconds:g}")
         if self.started is None:
             self.started = self.clock()
+
+    def start_case(self) -> None:
+        """A case begins (before it is read): with ``per_case``, every case after the first gets its own clock."""
+        if self.per_case and self.cases_started:
+            self.started = self.clock()
+        self.cases_started += 1
 
     def remaining(self) -> float:
         """Seconds left of the run."""
@@ -178,6 +152,8 @@ class TimeBudget:
         """Sampling seconds for the case just read (``read_seconds`` to read it), one of ``cases_left``
         (itself included): the time left, less its writing (as long as its reading) and the reading and
         writing of the cases after it (as measured so far), shared equally."""
+        if self.per_case:
+            cases_left = 1
         per_case_io = max(self.io_seconds) if self.io_seconds else 2 * read_seconds
         left = self.remaining() - read_seconds - (cases_left - 1) * per_case_io
         return max(0.0, left / cases_left)

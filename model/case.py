@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from model.intensity import IntensityMap, denormalise_contrasts, normalise_contr
 from model.layouts import CONTRASTS, Case
 from model.memory import check_memory, input_bytes
 from model.qc import CaseQc
+from model.run_record import build_record, record_bytes, record_path
 from model.sampler import LevelCallback
 from model.volume_io import (
     GridTolerance,
@@ -90,6 +92,8 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
     to this case's share of the time left (``cases_left``: this one and those after it); with ``qc``, then
     its QC report (:mod:`model.qc`)."""
     started = time.perf_counter()
+    if budget is not None:
+        budget.start_case()
     shape, file_bytes = check_case_headers(case)
     check_memory(shape, len(CONTRASTS), enhancer.settings.engine.window, enhancer.engine.windows_per_batch,
                  enhancer.device, case.case_id, extra_bytes=file_bytes)
@@ -102,11 +106,17 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
     sampled = time.perf_counter()
     enhanced = enhancer.enhance(loaded.network_input, on_level=on_level, deadline=deadline,
                                 on_estimate=qc.on_estimate if qc else None)
-    used = enhancer.last_plan.settings if deadline is not None else enhancer.settings
+    used = enhancer.last_settings  # after a time budget's plan, with the chain as far as it went
     log.info("%s: %s sampling in %.1f s", case.case_id, used.algorithm.mode.value, time.perf_counter() - sampled)
     written = time.perf_counter()
     outputs = outputs_of(loaded, enhanced)
-    write_volumes({case.outputs[c]: image for c, image in outputs.items()})
+    record = build_record(case, used, enhancer.last_plan, str(enhancer.device), enhancer.engine.precision,
+                          enhancer.weights_dir, enhancer.network_names)
+    where = record_path(case)
+    if where is None:
+        log.info("%s: run record (replay with --replay FILE holding this JSON): %s", case.case_id, json.dumps(record))
+    write_volumes({case.outputs[c]: image for c, image in outputs.items()},
+                  {where: record_bytes(record)} if where is not None else None)
     write_seconds = time.perf_counter() - written
     if budget is not None:
         budget.record_io(read_seconds + write_seconds)

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.budget import TimeBudget, candidates, process_started
+from model.calibration import FORCE_FLAG, auto_settings, check_trained_levels
 from model import sharding
 from model.batch import CaseResult, add_batch_arguments, cohort_cases, log_summary, results_of, set_threads
 from model.case import enhance_case
@@ -27,12 +28,15 @@ from model.layouts import Case, discover_cases, explicit_case
 from model.option_checks import check_options
 from model.options import DEFAULT_WEIGHTS, add_device, add_weights, setting_argument
 from model.output_paths import plan_outputs
+from model.run_record import RECORD_SUFFIX, check_replay_weights, read_record, replayed_settings
+from model.sampler import Mode
 from model.qc import QcReport, write_index
 from model.settings import PRESETS, SamplerSettings, preset
 from model.weights import MANIFEST_NAME, untrained_networks
 
 log = logging.getLogger("model")
 
+AUTO = "auto"  # the preset chosen from the weights' calibration (model.calibration)
 MODEL_TARBALL_WEIGHTS = Path("/opt/ml/model")  # where Grand Challenge extracts a model tarball
 SAMPLER_FLAGS = {  # flag -> (setting, help); each typed by its settings field (model.options)
     "--mode": ("mode", "ablation mode (default: full)"),
@@ -68,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights(io, default=None, help="weights folder with manifest.json "
                 f"(default: {MODEL_TARBALL_WEIGHTS} if it has one, else {DEFAULT_WEIGHTS})")
     s = p.add_argument_group("sampler (a preset, then any of these override it)")
-    s.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="named bundle of settings (default: paper)")
+    s.add_argument("--preset", default=AUTO, choices=[AUTO, *sorted(PRESETS)],
+                   help="named bundle of settings (default: auto, the best configuration calibrated for the weights, "
+                        "from their manifest; paper: Algorithm 1 as published, for weights trained over its levels)")
+    s.add_argument(FORCE_FLAG, action="store_true",
+                   help="run settings that evaluate a network outside the timesteps it was trained on (refused otherwise)")
+    s.add_argument("--replay", type=Path, metavar="RECORD",
+                   help=f"run exactly the settings of a run record (<case>{RECORD_SUFFIX}, written beside earlier outputs): "
+                        "no preset, no planning; the same device and precision give byte-identical outputs")
     for flag, (name, help) in SAMPLER_FLAGS.items():
         setting_argument(s, flag, name, help)
     add_device(s)
@@ -76,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
                    help="seconds the whole run may take, from the start of the command: each case's sampling is planned "
                         "to its share, from the measured throughput (docs/speed.md, 'Time budget'); 0: no budget")
+    t.add_argument("--budget-scope", choices=("run", "case"), default="run",
+                   help="what --time-budget limits: the whole run (default; shared out among its cases) or each case "
+                        "(the image: a Grand Challenge job is one case, and a local rerun of a cohort plans each alike)")
     add_batch_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bar")
@@ -83,9 +97,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def explicit_options(args: argparse.Namespace) -> dict:
+    """The sampler options given on the command line or in the environment."""
+    return {name: getattr(args, name) for name, _ in SAMPLER_FLAGS.values() if getattr(args, name) is not None}
+
+
 def settings_from(args: argparse.Namespace) -> SamplerSettings:
-    """The preset with the explicitly given options applied."""
-    return preset(args.preset).updated(**{name: getattr(args, name) for name, _ in SAMPLER_FLAGS.values()})
+    """``--replay``'s recorded settings; else the preset (``auto``: the weights' best calibrated configuration,
+    :func:`model.calibration.auto_settings`) with the explicitly given options applied."""
+    if args.replay is not None:
+        ignored = sorted(explicit_options(args))
+        if ignored:
+            raise UsageError(f"--replay runs the recorded settings exactly; drop {', '.join(ignored)} "
+                             "(or run without --replay)")
+        return replayed_settings(read_record(args.replay), args.replay)
+    if args.preset != AUTO:
+        base = preset(args.preset)
+    elif args.mode == Mode.IDENTITY.value:  # the input as output: no weights to consult
+        base = SamplerSettings()
+    else:
+        base = auto_settings(weights_dir(args))[1]
+    return base.updated(**explicit_options(args))
+
+
+def asked_for(args: argparse.Namespace) -> str:
+    """What the user asked for, in their words (for messages)."""
+    if args.replay is not None:
+        return f"--replay {args.replay}"
+    given = " ".join(f"{flag} {getattr(args, name)}" for flag, (name, _) in SAMPLER_FLAGS.items()
+                     if getattr(args, name) is not None)
+    return f"--preset {args.preset}" + (f" with {given}" if given else "")
 
 
 def cases_from(args: argparse.Namespace) -> list[Case]:
@@ -172,10 +213,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:  # invalid option values (settings validation)
         raise UsageError(str(error)) from None
     check_options(settings)
+    weights = weights_dir(args) if settings.algorithm.mode is not Mode.IDENTITY else None
+    check_trained_levels(settings, weights, args.allow_untrained_levels, asked_for(args))
+    if args.replay is not None and weights is not None:
+        check_replay_weights(read_record(args.replay), weights, args.replay)
     budget = None
-    if args.time_budget:
-        budget = TimeBudget(args.time_budget, started=getattr(args, "started", None))
-        candidates(settings)  # refuses a mode the planner cannot plan, before any file is read
+    if args.time_budget and args.replay is not None:
+        log.info("--replay: the recorded settings run as they are; the time budget (%g s) plans nothing", args.time_budget)
+    elif args.time_budget:
+        budget = TimeBudget(args.time_budget, started=getattr(args, "started", None), per_case=args.budget_scope == "case")
+        candidates(settings, [])  # refuses a mode the planner cannot plan, before any file is read
     set_threads(args.threads)
     shard = sharding.current_shard()  # under torchrun: this process's share of the subjects (model.sharding)
     cases, skipped = cohort_cases(cases_from(args), args.subjects, args.skip_existing, shard)

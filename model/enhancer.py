@@ -11,28 +11,22 @@ import numpy as np
 import torch
 
 from model.budget import ChainDeadline, Plan, Throughput, plan_case
+from model.calibration import ladder_for, levels_outside_training, load_calibration
 from model.cost import case_cost
 from model.engine import VolumePlans, WindowEngine
 from model.sampler import EstimateCallback, LevelCallback, Mode, sample
 from model.schedule import cosine_schedule
 from model.settings import SamplerSettings
-from model.weights import load_network, load_schedule, trained_timesteps
+from model.weights import load_network, load_schedule
 
 log = logging.getLogger(__name__)
 
 
 def warn_outside_training(settings: SamplerSettings, weights_dir: Path | None) -> None:
-    """A warning when K or the chain's levels lie outside the timesteps the networks were trained on
-    (e.g. the paper preset's K = 400 with weights trained for K <= 250): it runs, but expect worse."""
-    a = settings.algorithm
-    checks = (("bridge", (a.bridge_timestep,), a.mode.uses_bridge), ("diffusion", a.visited_levels(), True))
-    for name, levels, used in checks:
-        trained = trained_timesteps(weights_dir, name) if used and levels and weights_dir is not None else None
-        if trained and not all(trained[0] <= t <= trained[1] for t in levels):
-            log.warning("the %s network in %s was trained on t = %d..%d; these settings use t = %s: outside it, "
-                        "expect a worse result (the weights' README section says which settings they are for)",
-                        name, weights_dir, trained[0], trained[1], ", ".join(map(str, sorted(set(levels), reverse=True)[:6]))
-                        + (", ..." if len(set(levels)) > 6 else ""))
+    """A warning when K or the chain's levels lie outside the timesteps the networks were trained on (the
+    command line refuses such settings unless forced: :func:`model.calibration.check_trained_levels`)."""
+    for phrase in levels_outside_training(settings, weights_dir):
+        log.warning("these settings evaluate %s, in the weights %s: outside it, expect a worse result", phrase, weights_dir)
 
 
 class Enhancer:
@@ -41,7 +35,9 @@ class Enhancer:
     def __init__(self, settings: SamplerSettings, weights_dir: Path | None, device: torch.device):
         mode = settings.algorithm.mode
         self.settings, self.device = settings, device
+        self.weights_dir = weights_dir
         self.last_plan: Plan | None = None  # what the last enhance() under a deadline chose
+        self.last_settings: SamplerSettings = settings  # what the last enhance() ran (a deadline may end the chain early)
         self.schedule = cosine_schedule() if mode is Mode.IDENTITY else load_schedule(weights_dir)
         settings.algorithm.check_against(self.schedule)
         warn_outside_training(settings, weights_dir)
@@ -76,7 +72,8 @@ class Enhancer:
         shape = tuple(x0_lf.shape[2:])
         with self.engine.running():
             rates = Throughput(*self.engine.windows_per_second(x0_lf, self.engine.plans_for(shape).main))
-        plan = plan_case(self.settings, shape, rates, deadline - time.monotonic())
+        ladder = ladder_for(self.settings, load_calibration(self.weights_dir), self.weights_dir)
+        plan = plan_case(self.settings, shape, rates, deadline - time.monotonic(), ladder)
         self.last_plan = plan
         log.log(logging.INFO if plan.fits else logging.WARNING, "time budget: %s", plan.describe())
         log.info("time budget: measured %.3g U-Net and %.3g bridge windows per second on %s",
@@ -94,12 +91,17 @@ class Enhancer:
         the sampler's hook for QC reports (:data:`model.sampler.EstimateCallback`)."""
         x0_lf = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(self.device)
         settings, chain_deadline = self.settings, None
+        self.last_plan = None
         if deadline is not None:
             settings, chain_deadline = self.plan_to(deadline, x0_lf)
         result = self._sample(x0_lf, settings, on_level, chain_deadline, on_estimate)
         if chain_deadline is not None and chain_deadline.stopped_at is not None:
+            done = len(chain_deadline.level_starts)
             log.warning("time budget: the chain ended before level %d, %d of %d levels done",
-                        chain_deadline.stopped_at, len(chain_deadline.level_starts), settings.algorithm.level_count)
+                        chain_deadline.stopped_at, done, settings.algorithm.level_count)
+            settings = settings.updated(chain_levels=settings.algorithm.visited_levels()[:done]) if done else \
+                settings.updated(mode="bridge", chain_levels=())
+        self.last_settings = settings
         return result
 
     def _sample(self, x0_lf: torch.Tensor, settings: SamplerSettings, on_level: LevelCallback | None,

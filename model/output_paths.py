@@ -15,6 +15,7 @@ from pathlib import Path
 from model.commit import remove_stale_partials
 from model.errors import EnhancementError, InputError, OutputError
 from model.layouts import Case
+from model.run_record import record_path
 
 
 def resolved(path: Path) -> Path:
@@ -70,7 +71,10 @@ class OutputPlan:
     def check(self, case: Case) -> None:
         """Refuse ``case`` if an output would overwrite an input or another output, or cannot be written."""
         mine: dict[Path, str] = {}
-        for contrast, path in case.outputs.items():
+        targets = dict(case.outputs)
+        if (record := record_path(case)) is not None:
+            targets["run record"] = record
+        for contrast, path in targets.items():
             target, label = resolved(path), f"the {case.case_id} {contrast} output {path}"
             victim = self.inputs.get(target) or self.identities.get(_identity(path))
             if victim:
@@ -80,7 +84,7 @@ class OutputPlan:
             if other:
                 raise InputError(f"{label} and {other} are one file ({target}); expected a file per output")
             mine[target] = label
-        for contrast, path in case.outputs.items():
+        for contrast, path in targets.items():
             self._check_target(Path(path), contrast)
         self.claimed.update(mine)
 

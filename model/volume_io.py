@@ -158,8 +158,9 @@ def resample_onto(image: sitk.Image, reference: sitk.Image) -> sitk.Image:
                          sitk.sitkFloat32)
 
 
-def write_volumes(images: Mapping[Path, sitk.Image]) -> None:
-    """Write several images all or none, never one with a non-finite voxel.
+def write_volumes(images: Mapping[Path, sitk.Image], files: Mapping[Path, bytes] | None = None) -> None:
+    """Write several images all or none, never one with a non-finite voxel; ``files`` (path -> bytes, e.g.
+    the run record) are written in the same step.
 
     Each is written to a hidden temporary beside its target first; then all are renamed in one
     signal-safe step (:mod:`model.commit`). A failure or interruption before that leaves no output
@@ -183,6 +184,13 @@ def write_volumes(images: Mapping[Path, sitk.Image]) -> None:
                 sitk.WriteImage(image, str(partials[path]), useCompression=True)
             except RuntimeError as error:
                 raise OutputError(f"cannot write {path}: {str(error).strip().splitlines()[-1]}") from None
+        for path, content in (files or {}).items():
+            path = Path(path)
+            partials[path] = partial_path(path, compound_suffix(path))
+            try:
+                partials[path].write_bytes(content)
+            except OSError as error:
+                raise OutputError(f"cannot write {path}: {error.strerror}") from None
         commit(partials)
     finally:
         discard(partials.values())

@@ -103,9 +103,15 @@ def run_process(*args, weights=None, mode="identity") -> int:
     return main([*map(str, args), *extra, "--quiet"])
 
 
-def files_under(folder: Path) -> list[str]:
-    """Every file below ``folder`` (hidden ones included), relative, sorted."""
-    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else []
+def files_under(folder: Path, records: bool = False) -> list[str]:
+    """Every file below ``folder`` (hidden ones included), relative, sorted; the run records written beside the
+    outputs (``*.enhancement.json``, test_run_record.py) only with ``records``."""
+    from model.run_record import RECORD_SUFFIX
+
+    if not Path(folder).exists():
+        return []
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*")
+                  if p.is_file() and (records or not p.name.endswith(RECORD_SUFFIX)))
 
 
 @pytest.fixture(scope="session")

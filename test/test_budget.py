@@ -9,7 +9,6 @@ import torch
 
 from conftest import TEST_WINDOW, grand_challenge_paths, write_case
 from model.budget import (
-    LADDER,
     PLAN_FILL,
     ChainDeadline,
     Throughput,
@@ -17,6 +16,7 @@ from model.budget import (
     candidates,
     plan_case,
 )
+from model.calibration import Calibration, Rung, ladder_for
 from model.cli import main
 from model.errors import UsageError
 from model.sampler import Mode, refine_with_diffusion
@@ -27,6 +27,30 @@ HEAD = (197, 233, 189)  # a whole 1 mm head
 CPU_LIKE = Throughput(unet=0.74, bridge=1.4)  # windows per second, of the order measured on 2 CPU cores
 
 
+def _rung(label: str, score: float, mode: str = "full", chain=(25, 10, 1), overlap: float = 0.25) -> Rung:
+    return Rung(label, {"mode": mode, "bridge_timestep": 100, "chain_levels": list(chain), "refinements": 1,
+                        "overlap": overlap}, score)
+
+
+# A calibration as bench.calibrate writes it (the scores are made up: the planner only uses their order).
+CALIBRATION = Calibration(tuple(sorted((
+    _rung("chain 25,10,1, overlap 0.7", 0.73, overlap=0.7),
+    _rung("chain 25,10,1, overlap 0.5", 0.72, overlap=0.5),
+    _rung("chain 25,10,1, overlap 0.25", 0.71),
+    _rung("chain 10, overlap 0.25", 0.70, chain=(10,)),
+    _rung("bridge, overlap 0.7", 0.69, mode="bridge", overlap=0.7),
+    _rung("bridge, overlap 0.25", 0.68, mode="bridge"),
+), key=lambda rung: -rung.score)), True, "test")
+
+
+def ladder(request):
+    return ladder_for(request, CALIBRATION, None)
+
+
+def options_for(request):
+    return candidates(request, ladder(request))
+
+
 class FakeClock:
     def __init__(self, now: float = 0.0):
         self.now = now
@@ -35,18 +59,15 @@ class FakeClock:
         return self.now
 
 
-def test_ladder_is_ordered_by_measured_score_and_each_rung_is_cheaper_than_the_paper():
-    scores = [rung.score for rung in LADDER]
-    assert scores == sorted(scores, reverse=True)
-    assert all(0 < score <= 1 for score in scores), "every rung needs its measured score"
+def test_each_rung_is_cheaper_than_the_paper():
     paper = preset("paper")
     full_cost = CPU_LIKE.seconds(paper, HEAD)
-    assert all(CPU_LIKE.seconds(settings, HEAD) < full_cost for _, settings in candidates(paper)[1:])
+    assert all(CPU_LIKE.seconds(settings, HEAD) < full_cost for _, settings in options_for(paper)[1:])
 
 
 def test_the_request_runs_as_asked_when_it_fits():
     request = preset("paper")
-    plan = plan_case(request, HEAD, CPU_LIKE, allowance=1e7)
+    plan = plan_case(request, HEAD, CPU_LIKE, allowance=1e7, ladder=ladder(request))
     assert plan.fits and plan.label == "as requested"
     assert plan.settings.algorithm == request.algorithm
     assert plan.settings.engine.overlap == request.engine.overlap
@@ -54,8 +75,8 @@ def test_the_request_runs_as_asked_when_it_fits():
 
 @pytest.mark.parametrize("allowance", [45.0, 80.0, 150.0, 300.0, 900.0, 3000.0, 20000.0])
 def test_the_plan_is_the_first_candidate_that_fits(allowance):
-    options = candidates(preset("paper"))
-    plan = plan_case(preset("paper"), HEAD, CPU_LIKE, allowance)
+    options = options_for(preset("paper"))
+    plan = plan_case(preset("paper"), HEAD, CPU_LIKE, allowance, ladder(preset("paper")))
     chosen = [label for label, _ in options].index(plan.label)
     assert plan.fits and plan.estimate <= PLAN_FILL * allowance
     assert all(CPU_LIKE.seconds(settings, HEAD) > PLAN_FILL * allowance for _, settings in options[:chosen])
@@ -63,17 +84,17 @@ def test_the_plan_is_the_first_candidate_that_fits(allowance):
 
 
 def test_a_budget_too_small_for_anything_runs_the_minimum_work_and_says_so():
-    plan = plan_case(preset("paper"), HEAD, CPU_LIKE, allowance=1.0)
+    plan = plan_case(preset("paper"), HEAD, CPU_LIKE, allowance=1.0, ladder=ladder(preset("paper")))
     assert not plan.fits
     assert plan.settings.algorithm.mode is Mode.BRIDGE
-    cheapest = min(CPU_LIKE.seconds(settings, HEAD) for _, settings in candidates(preset("paper")))
+    cheapest = min(CPU_LIKE.seconds(settings, HEAD) for _, settings in options_for(preset("paper")))
     assert plan.estimate == pytest.approx(cheapest)
     assert "OVER" in plan.describe()
 
 
 def test_the_fallbacks_keep_the_requested_engine_choices_but_never_compile():
     request = preset("paper").updated(window=(96, 96, 32), windows_per_batch=2, precision="float32", seed=7)
-    for _, settings in candidates(request):
+    for _, settings in options_for(request):
         assert settings.engine.window == (96, 96, 32) and settings.engine.windows_per_batch == 2
         assert settings.engine.precision == "float32" and settings.engine.compile == "off"
         assert settings.algorithm.seed == 7
@@ -81,7 +102,7 @@ def test_the_fallbacks_keep_the_requested_engine_choices_but_never_compile():
 
 def test_bridge_mode_only_coarsens_the_bridge_grid():
     request = preset("paper").updated(mode="bridge", bridge_timestep=150)
-    options = candidates(request)
+    options = options_for(request)
     assert len(options) > 1
     overlaps = [settings.engine.overlap for _, settings in options]
     assert overlaps == sorted(overlaps, reverse=True) and len(set(overlaps)) == len(overlaps)
@@ -89,9 +110,9 @@ def test_bridge_mode_only_coarsens_the_bridge_grid():
 
 
 def test_identity_needs_no_plan_and_diffusion_is_refused():
-    assert len(candidates(preset("paper").updated(mode="identity"))) == 1
+    assert len(options_for(preset("paper").updated(mode="identity"))) == 1
     with pytest.raises(UsageError, match="diffusion"):
-        candidates(preset("paper").updated(mode="diffusion"))
+        options_for(preset("paper").updated(mode="diffusion"))
 
 
 def test_the_budget_shares_the_time_left_among_the_cases_and_keeps_room_for_reading_and_writing():

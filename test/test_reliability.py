@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import TEST_WINDOW, grand_challenge_paths, make_image, ulf_enc_paths, write_case
+from conftest import TEST_WINDOW, files_under, grand_challenge_paths, make_image, ulf_enc_paths, write_case
 from model import memory
 from model.cli import main
 from model.enhancer import Enhancer
@@ -31,8 +31,8 @@ def run_files(tmp_path, inputs, weights, *extra):
 
 
 def outputs(tmp_path):
-    folder = tmp_path / "out"
-    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    """The file names below ``tmp_path/out`` (hidden ones included), without the run records (test_run_record.py)."""
+    return sorted(Path(name).name for name in files_under(tmp_path / "out"))
 
 
 def case_files(tmp_path, **geometry):
@@ -223,7 +223,7 @@ def test_host_allocation_failure_is_an_out_of_memory_error(tiny_weights):
 def test_sigterm_mid_run_leaves_no_partial_output(tmp_path, tiny_weights):
     inputs = case_files(tmp_path)
     args = [sys.executable, str(REPO / "process.py"), "--t1", inputs["T1"], "--t2", inputs["T2"], "--flair",
-            inputs["FLAIR"], "--output-dir", tmp_path / "out", "--weights", tiny_weights, "--bridge-timestep", "500",
+            inputs["FLAIR"], "--output-dir", tmp_path / "out", "--weights", tiny_weights, "--preset", "paper", "--bridge-timestep", "500",
             "--refine", "1", "--overlap", "0", "--window", *TEST_WINDOW, "--verbose"]
     process = subprocess.Popen([str(a) for a in args], stderr=subprocess.PIPE, text=True, cwd=REPO)
     for line in process.stderr:  # wait until the sampler is running
