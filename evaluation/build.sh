@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the organisers' evaluation image (evaluation/Dockerfile) from a context of its own: the
-# evaluation package, the three modules of model/ it reads, and evaluation/requirements.txt.
+# evaluation package, the four modules of model/ it reads, and evaluation/requirements.txt.
 #
 #   evaluation/build.sh [--base IMAGE] [--tag NAME:TAG] [--network MODE] [-- docker build args]
 #
@@ -34,7 +34,7 @@ cp "$here/Dockerfile" "$ctx/Dockerfile"
 cp "$here/requirements.txt" "$ctx/requirements.txt"
 printf 'Dockerfile\n.dockerignore\n' > "$ctx/.dockerignore"
 tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude=Dockerfile --exclude=build.sh \
-    --exclude=requirements.txt -cf - evaluation model/__init__.py model/layouts.py model/errors.py | tar -C "$ctx" -xf -
+    --exclude=requirements.txt -cf - evaluation model/__init__.py model/layouts.py model/errors.py model/nifti_checks.py | tar -C "$ctx" -xf -
 args=(-t "$image" -f "$ctx/Dockerfile")
 [[ -n "$base" ]] && args+=(--build-arg "BASE_IMAGE=$base")
 [[ -n "$network" ]] && args+=(--network "$network")

@@ -15,7 +15,8 @@ and the reference's grid); a rejected one ends with one line saying every proble
 subject and contrast: the metrics of SPEC 5 and ``psnr_masked_standard``) and ``aggregates`` (the
 means over all subjects x contrasts, the final score, and the same per contrast), as the
 leaderboard reads them (e.g. ``aggregates.score``). Exit status 2: the ground truth or the options
-are unusable.
+are unusable; 4: the output folder cannot be written (found before any scoring); 1 also for an
+unexpected error. Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import os
 import sys
 from pathlib import Path
 
+from evaluation.cli import OutputFolderError, check_output_folder
 from evaluation.report import write_json
 from evaluation.scoring import EvaluationInputError, score_files, summarise
 from evaluation.submission import SubmissionError, find_predictions
 from evaluation.validation import validate
+from model.errors import EnhancementError
 from model.layouts import CONTRASTS, HIGH_FIELD, mask_path, reference_subjects, volume_path
 
 GROUND_TRUTH = Path("/opt/ml/input/data/ground_truth")  # where Grand Challenge extracts the ground-truth tarball
@@ -69,6 +72,7 @@ def metrics_document(rows: list[dict], layout: str) -> dict:
 
 def evaluate(input_dir: Path, ground_truth: Path, output_dir: Path) -> dict:
     """Check, score and write ``metrics.json``; returns the document."""
+    check_output_folder(output_dir, "--output")
     subjects = reference_of(ground_truth)
     layout, volumes = find_predictions(input_dir, subjects)
     print(f"{layout} submission: {len(volumes)} volumes, {len(subjects)} reference subjects", file=sys.stderr)
@@ -89,12 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     except SubmissionError as error:
         print(f"submission rejected: {error}", file=sys.stderr)
         return 1
-    except EvaluationInputError as error:
+    except (EvaluationInputError, EnhancementError) as error:  # EnhancementError: a bad ULF_*SOCKET* variable
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OutputFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 4
     except OSError as error:
         print(f"error: {error.filename or ''} {error.strerror or error}".strip(), file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - never a traceback: one line naming the error
+        line = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
+        print(f"error: unexpected {type(error).__name__}: {line}", file=sys.stderr)
+        return 1
     a = document["aggregates"]
     print(f"score {a['score']:.4f} (ssim {a['ssim']:.4f}, psnr {a['psnr']:.2f}, mae {a['mae']:.4f}, nmse {a['nmse']:.4f}; "
           f"psnr_masked_standard {a['psnr_masked_standard']:.2f}) over {a['cases']} volumes; "

@@ -1,14 +1,27 @@
-"""Scoring a prediction root against a reference root (ULF-EnC layout) with the challenge's metric."""
+"""Scoring a prediction root against a reference root (ULF-EnC layout) with the challenge's metric.
+
+A volume with NaN or infinite voxels is never scored: SimpleITK 2.5 reads a float NIfTI's NaN voxels as
+zeros, so NIfTI files are scanned in their own bytes first (:func:`model.nifti_checks.check_nifti`, as the
+enhancement scans its inputs), and every volume read is checked again. Such a prediction is a failed
+case (status ``non-finite``, the count in its error, the worst value of every metric, as a missing one);
+the evaluation container refuses a submission holding one (docs/evaluation.md). A reference volume or
+mask that cannot be read, or that is not finite, is an :class:`EvaluationInputError`.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from model.errors import InputError
 from model.layouts import CONTRASTS, ENHANCED, HIGH_FIELD, mask_path, reference_subjects, volume_path
+from model.nifti_checks import check_nifti
 from evaluation.metrics import FAILURE_VALUES, METRIC_KEYS, challenge_metrics, final_score
 
 
@@ -16,9 +29,38 @@ class EvaluationInputError(Exception):
     """The reference or prediction root cannot be evaluated (missing folder, subject or mask)."""
 
 
-def read_volume(path: Path) -> np.ndarray:
-    """The voxel array of an image file (SimpleITK's (z, y, x) view; the metric does not care about axis order)."""
+NON_FINITE = "NaN or infinite"  # in check_nifti's message for such voxels (and in ours)
+
+
+def read_volume(path: Path, name: str = "volume") -> np.ndarray:
+    """The voxel array of an image file (SimpleITK's (z, y, x) view; the metric does not care about axis order).
+    Raises RuntimeError for a file SimpleITK cannot read, :class:`model.errors.InputError` (its message
+    starting with ``name:``) for a truncated NIfTI or one with NaN or infinite voxels (which SimpleITK would
+    read as zeros)."""
+    if Path(path).name.lower().endswith((".nii", ".nii.gz")):
+        check_nifti(Path(path), name)
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def non_finite_count(volume: np.ndarray) -> int:
+    """How many voxels of ``volume`` are NaN or infinite."""
+    return int(volume.size - np.count_nonzero(np.isfinite(volume)))
+
+
+def read_reference(path: Path, what: str) -> np.ndarray:
+    """A reference volume or mask, or an :class:`EvaluationInputError` naming it (unreadable, not finite)."""
+    try:
+        volume = read_volume(path, what)
+    except InputError as error:
+        raise EvaluationInputError(f"{error} (check the reference data)") from None
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise EvaluationInputError(f"{what}: {path} is not a readable image ({reason}); expected a readable, finite "
+                                   "image (check the reference data)") from None
+    if non_finite_count(volume):
+        raise EvaluationInputError(f"{what} {path} has {non_finite_count(volume)} NaN or infinite voxels; "
+                                   "expected finite values (check the reference data)")
+    return volume
 
 
 def _failure(subject: str, contrast: str, status: str, detail: str) -> dict:
@@ -31,16 +73,21 @@ def _score_contrast(reference: np.ndarray, mask: np.ndarray, prediction_file: Pa
     """One row: the metrics of one predicted volume, or a failure naming what went wrong."""
     if not prediction_file.is_file():
         return _failure(subject, contrast, "missing", f"no prediction at {prediction_file}")
+    name = f"{subject} {contrast}"
     try:
-        prediction = read_volume(prediction_file)
+        prediction = read_volume(prediction_file, name)
+    except InputError as error:  # check_nifti: truncated, or NaN / infinite voxels SimpleITK would read as zeros
+        reason = str(error).removeprefix(f"{name}: ")
+        return _failure(subject, contrast, "non-finite" if NON_FINITE in reason else "unreadable", reason)
     except RuntimeError as error:
         return _failure(subject, contrast, "unreadable", f"{prediction_file}: {str(error).strip().splitlines()[-1]}")
     if prediction.shape != reference.shape:
         return _failure(subject, contrast, "wrong shape",
                         f"{prediction_file}: shape {prediction.shape[::-1]} (x, y, z), "
                         f"reference {reference.shape[::-1]}")
-    if not np.all(np.isfinite(prediction)):
-        return _failure(subject, contrast, "non-finite", f"{prediction_file}: contains NaN or infinite values")
+    if non_finite_count(prediction):
+        return _failure(subject, contrast, "non-finite", f"{prediction_file} has {non_finite_count(prediction)} "
+                                                         f"{NON_FINITE} voxels; expected finite intensities")
     return {"subject": subject, "contrast": contrast, "status": "ok", **challenge_metrics(prediction, reference, mask),
             "error": ""}
 
@@ -55,7 +102,7 @@ def score_files(reference_root: Path, subject: str, predictions: dict[str, Path]
     mask_file = mask_path(reference_root, subject)
     if not mask_file.is_file():
         raise EvaluationInputError(f"reference subject {subject} has no brain mask at {mask_file}")
-    mask = read_volume(mask_file) > 0.5
+    mask = read_reference(mask_file, f"the brain mask of {subject}") > 0.5
     if not mask.any():
         raise EvaluationInputError(f"the brain mask {mask_file} is empty")
     rows = []
@@ -63,7 +110,7 @@ def score_files(reference_root: Path, subject: str, predictions: dict[str, Path]
         reference_file = volume_path(reference_root, subject, HIGH_FIELD, contrast)
         if not reference_file.is_file():
             raise EvaluationInputError(f"reference subject {subject} has no {contrast} at {reference_file}")
-        reference = read_volume(reference_file)
+        reference = read_reference(reference_file, f"the {contrast} reference of {subject}")
         if reference.shape != mask.shape:
             raise EvaluationInputError(f"{reference_file} and its mask {mask_file} differ in shape")
         rows.append(_score_contrast(reference, mask, Path(predictions[contrast]), subject, contrast))
@@ -91,7 +138,8 @@ def summarise(rows: list[dict]) -> dict:
         "psnr_masked_standard": "standard PSNR over the mask, 10 log10(1 / mean_M((p - r)^2)), on the same "
                                 "normalised, masked volumes: the PSNR the paper's Table 1 fits (SPEC 5), for comparison",
         "ssim_unmasked, psnr_standard": "earlier ranking: whole-volume SSIM and standard PSNR, min-max normalised",
-        "failures": "missing or unreadable predictions count with ssim 0, psnr 0, mae 1, nmse 1",
+        "failures": "missing, unreadable, misshapen or non-finite (NaN or infinite voxels) predictions count with "
+                    "ssim 0, psnr 0, mae 1, nmse 1",
     }
     return summary
 
@@ -117,14 +165,28 @@ def score_roots(reference_root: Path, prediction_root: Path, *, subjects: list[s
     if not found:
         raise EvaluationInputError(f"no subjects (folders with a {HIGH_FIELD}/ folder) in {reference_root}")
     jobs = [(reference_root, prediction_root, subject, folder) for subject in found]
+    workers = usable_workers(workers, len(jobs))
+    per_subject = None
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(score_subject, *zip(*jobs))
-            per_subject = list(_progress(results, len(jobs), progress))
-    else:
+        try:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                results = pool.map(score_subject, *zip(*jobs))
+                per_subject = list(_progress(results, len(jobs), progress))
+        except (OSError, BrokenProcessPool) as error:  # e.g. a process limit: no fork, or a worker killed
+            print(f"warning: {workers} worker processes could not run ({error or type(error).__name__}); "
+                  "scoring in this process instead", file=sys.stderr)
+    if per_subject is None:
         per_subject = [score_subject(*job) for job in _progress(jobs, len(jobs), progress)]
     rows = [row for subject_rows in per_subject for row in subject_rows]
     return rows, summarise(rows)
+
+
+def usable_workers(workers: int, subjects: int) -> int:
+    """``--workers`` as far as it helps: at most one per subject and per CPU (1000 workers on 8 CPUs would fork
+    1000 processes, each importing the metric, and run into a process limit); at least 1."""
+    if workers < 1:
+        raise EvaluationInputError(f"--workers must be at least 1, got {workers}")
+    return max(1, min(workers, subjects, os.cpu_count() or 1))
 
 
 def _progress(items, total: int, enabled: bool):

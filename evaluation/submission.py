@@ -50,6 +50,23 @@ def subject_in_name(name: str, subjects: list[str]) -> str | None:
     return max(found, key=len) if found else None
 
 
+def _values(entry: dict, key: str, job: str) -> list:
+    """A job's ``inputs`` or ``outputs``: a list (of values), or a SubmissionError naming what it is instead."""
+    values = entry.get(key)
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise SubmissionError(f"{job}: '{key}' in predictions.json is a JSON {_json_type(values)}; expected a list of "
+                              "values, each {'interface': {'slug': ..., 'relative_path': ...}, 'image': {'name': ...}}")
+    return values
+
+
+def _json_type(value) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
 def _value(values: list, slug: str, job: str, what: str) -> dict:
     for value in values:
         if isinstance(value, dict) and isinstance(value.get("interface"), dict) and value["interface"].get("slug") == slug:
@@ -60,7 +77,11 @@ def _value(values: list, slug: str, job: str, what: str) -> dict:
 def _job_output(input_dir: Path, pk: str, value: dict, job: str) -> Path:
     """The one image file of an output value: ``input_dir/<pk>/output/<relative_path>/``."""
     interface = value["interface"]
-    relative = Path(str(interface.get("relative_path") or f"images/{interface['slug']}"))
+    relative_path = interface.get("relative_path")
+    if relative_path is not None and not isinstance(relative_path, str):
+        raise SubmissionError(f"{job}: the output of socket '{interface['slug']}' has relative_path "
+                              f"{relative_path!r}, a JSON {_json_type(relative_path)}; expected a string")
+    relative = Path(relative_path or f"images/{interface['slug']}")
     if relative.is_absolute() or ".." in relative.parts:
         raise SubmissionError(f"{job}: output relative_path '{relative}' leaves the job's output folder")
     folder = input_dir / pk / "output" / relative
@@ -91,13 +112,17 @@ def grand_challenge_predictions(input_dir: Path, subjects: list[str]) -> list[Pr
             raise SubmissionError(f"{job}: no usable 'pk' in predictions.json")
         if entry.get("status", "Succeeded") != "Succeeded":
             raise SubmissionError(f"{job}: status '{entry.get('status')}', not Succeeded: a case has no prediction")
-        t1_input = _value(entry.get("inputs") or [], in_slugs["T1"], job, "input")
-        name = str((t1_input.get("image") or {}).get("name", ""))
+        t1_input = _value(_values(entry, "inputs", job), in_slugs["T1"], job, "input")
+        image = t1_input.get("image")
+        if not isinstance(image, dict) or not isinstance(image.get("name"), str):
+            raise SubmissionError(f"{job}: its T1 input (socket '{in_slugs['T1']}') has 'image' "
+                                  f"{str(image)[:60]!r}; expected an object with the image's 'name' (a string)")
+        name = image["name"]
         subject = subject_in_name(name, subjects)
         if subject is None:
             raise SubmissionError(f"{job}: its input image '{name}' names none of the reference subjects")
         for contrast in CONTRASTS:
-            value = _value(entry.get("outputs") or [], out_slugs[contrast], job, "output")
+            value = _value(_values(entry, "outputs", job), out_slugs[contrast], job, "output")
             volumes.append(PredictedVolume(subject, contrast, _job_output(input_dir, pk, value, job), name, job))
     return volumes
 

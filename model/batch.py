@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 
 from model.errors import InputError, UsageError
 from model.layouts import CONTRASTS, Case
+from model.volume_io import grid_differences, read_volume
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +57,21 @@ def _qc_folder(text: str) -> Path:
     return Path(text)
 
 
+def most_threads() -> int:
+    """The largest ``--threads`` taken: four per CPU of this machine, at least 64 (far beyond any use; a
+    billion threads would end in the OpenMP runtime's 'Out of memory' instead of a message)."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
 def set_threads(threads: int | None) -> None:
     """torch's intra-op threads and SimpleITK's global default, when ``--threads`` is given."""
     if threads is None:
         return
     if threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
+    if threads > most_threads():
+        raise UsageError(f"--threads {threads} is more than this machine can use ({os.cpu_count()} CPUs); "
+                         f"expected 1..{most_threads()}, e.g. {os.cpu_count()}")
     torch.set_num_threads(threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     log.info("threads: torch %d, SimpleITK %d", torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
@@ -78,20 +89,65 @@ def select_subjects(cases: list[Case], subjects: list[str] | None) -> list[Case]
     return [case for case in cases if case.case_id in set(subjects)]
 
 
-def outputs_exist(case: Case) -> bool:
-    """Whether all three outputs of ``case`` are files already (outputs are only ever written all or none)."""
-    return all(case.outputs[c].is_file() for c in CONTRASTS)
+def input_grid(case: Case):
+    """The T1 input's header (a reader after ``ReadImageInformation``: size, spacing, origin, direction), or
+    None when it cannot be read (then the outputs are compared with one another only)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(case.inputs[CONTRASTS[0]]))
+    try:
+        reader.ReadImageInformation()
+    except (RuntimeError, OSError):
+        return None
+    return reader if reader.GetDimension() == 3 else None
+
+
+def output_problem(case: Case) -> tuple[str, bool] | None:
+    """Why ``case``'s output set is not whole, or None when it is: all three outputs exist, read as finite 3D
+    volumes (NIfTI files checked against their header's size, :func:`model.volume_io.read_volume`) and lie on
+    the input's grid. Returns (the reason, whether an output is damaged rather than absent). The run record
+    beside them is not part of the set: a set without one is whole."""
+    missing = [c for c in CONTRASTS if not os.path.lexists(case.outputs[c])]
+    if len(missing) == len(CONTRASTS):
+        return "no outputs yet", False
+    if missing:
+        return f"its {', '.join(missing)} output{'s are' if len(missing) > 1 else ' is'} missing", False
+    reference = input_grid(case)
+    for contrast in CONTRASTS:
+        path = case.outputs[contrast]
+        if path.is_dir():
+            return f"its {contrast} output {path} is a folder, not a file", True
+        if not path.is_file():
+            return f"its {contrast} output {path} is not a regular file", True
+        if path.stat().st_size == 0:
+            return f"its {contrast} output {path} is empty (0 bytes)", True
+        try:
+            image = read_volume(path, f"the {contrast} output")
+        except InputError as error:
+            return f"{error}", True
+        differences = grid_differences(image, reference) if reference is not None else []
+        if differences:
+            return f"its {contrast} output {path} is not on the input's grid ({'; '.join(differences)})", True
+        if reference is None:  # the input's header unreadable: the outputs must share one grid
+            reference = image
+    return None
 
 
 def split_existing(cases: list[Case]) -> tuple[list[Case], list[CaseResult]]:
-    """``--skip-existing``: (the cases still to do, a summary line for each one left out)."""
+    """``--skip-existing``: (the cases still to do, a summary line for each one left out). A case is left out
+    only when its output set is whole (:func:`output_problem`); one that is not is redone, and the log says why."""
     todo, skipped = [], []
     for case in cases:
-        if outputs_exist(case):
-            log.info("%s: its three outputs exist, skipped (--skip-existing)", case.case_id)
+        problem = output_problem(case)
+        if problem is None:
+            log.info("%s: its three outputs exist and read as whole, skipped (--skip-existing)", case.case_id)
             skipped.append(CaseResult(case.case_id, SKIPPED, 0.0, str(output_folder(case))))
-        else:
-            todo.append(case)
+            continue
+        reason, damaged = problem
+        if damaged:
+            log.warning("%s: redone (--skip-existing): %s", case.case_id, reason)
+        elif reason != "no outputs yet":
+            log.info("%s: redone (--skip-existing): %s", case.case_id, reason)
+        todo.append(case)
     return todo, skipped
 
 

@@ -17,6 +17,7 @@ Three parts, each testable with a fake clock and a fake throughput:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -65,8 +66,11 @@ class Plan:
                  if visited else "")
         what = f"{self.label}: mode {a.mode.value}, K {a.bridge_timestep}{chain}, overlap {self.settings.engine.overlap:g}"
         if not self.fits:
-            return (f"{what}; estimated {self.estimate:.0f} s, OVER the {self.allowance:.0f} s left for it: the budget is "
-                    "too small for anything but the minimum work, which runs anyway")
+            left = (f"OVER the {self.allowance:.0f} s left for it" if self.allowance >= 0.5 else
+                    "OVER the budget: nothing of it was left for this case" if self.allowance > -0.5 else
+                    f"OVER the budget: it was spent {-self.allowance:.0f} s before this case's sampling began")
+            return (f"{what}; estimated {self.estimate:.0f} s, {left}: the budget is too small for anything but the "
+                    "minimum work, which runs anyway")
         return f"{what}; estimated {self.estimate:.0f} s of the {self.allowance:.0f} s left for it"
 
 
@@ -133,8 +137,9 @@ class TimeBudget:
     cases_started: int = 0
 
     def __post_init__(self):
-        if not self.seconds > 0:
-            raise UsageError(f"--time-budget must be a positive number of seconds (0: no budget), got {self.seconds:g}")
+        if not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise UsageError(f"--time-budget must be a finite, positive number of seconds (0: no budget), "
+                             f"got {self.seconds:g}")
         if self.started is None:
             self.started = self.clock()
 

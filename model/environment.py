@@ -2,8 +2,10 @@
 
 ``--time-budget`` is ``ULF_TIME_BUDGET``, ``--preset`` ``ULF_PRESET``, ``--window X Y Z`` ``ULF_WINDOW="X Y Z"``,
 ``--quiet`` ``ULF_QUIET=1``: ``ULF_`` and the long option's name in capitals, dashes as underscores. Order of
-precedence: the command line, then the environment, then the preset. A value is checked as the option
-checks it, and a bad one is refused naming the variable. ``--help`` lists each option's variable.
+precedence: the command line, then the environment, then the preset. A variable's value is checked as the
+option checks it, and a bad one is refused naming the variable, but only when the option is not given on
+the command line: the command line wins, so a broken variable it overrides is never read. ``--help`` lists
+each option's variable; :func:`from_environment` says which options of a parse came from a variable.
 (The socket variables ``ULF_SOCKET_*`` and ``ULF_OUTPUT_*`` of :mod:`model.layouts` are separate.)
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 PREFIX = "ULF_"
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -52,15 +55,49 @@ def _converted(action: argparse.Action, text: str, name: str, parser: argparse.A
     return values if action.nargs not in (None, "?") else values[0]
 
 
+@dataclass(frozen=True)
+class _FromVariable:
+    """An option's default while parsing: the text of its variable, converted only if the command line
+    does not give the option (so a bad variable the command line overrides is never an error)."""
+
+    name: str
+    text: str
+
+
+FROM_ENVIRONMENT = "_from_environment"  # the namespace attribute: {dest: variable} of the options a variable set
+
+
+def from_environment(args: argparse.Namespace) -> dict[str, str]:
+    """``{dest: variable}`` of the options of ``args`` whose value came from an environment variable."""
+    return dict(getattr(args, FROM_ENVIRONMENT, {}))
+
+
 def with_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """``parser`` with each option's default taken from its variable when set, and the variable in its help."""
+    """``parser`` with each option's default taken from its variable when set (checked only when the command
+    line does not give the option), and the variable in its help."""
     environ = os.environ if environ is None else environ
+    variables = {}
     for action in configurable(parser):
         name = variable_name(action)
         action.help = f"{action.help or ''} [{name}]".strip()
         if name in environ:
-            action.default = _converted(action, environ[name], name, parser)
+            action.default = _FromVariable(name, environ[name])
             action.required = False
+            variables[action.dest] = action
+    parse_known_args = parser.parse_known_args
+
+    def parse_known_args_then_variables(args=None, namespace=None):
+        namespace, extras = parse_known_args(args, namespace)
+        used = {}
+        for dest, action in variables.items():
+            value = getattr(namespace, dest, None)
+            if isinstance(value, _FromVariable):
+                setattr(namespace, dest, _converted(action, value.text, value.name, parser))
+                used[dest] = value.name
+        setattr(namespace, FROM_ENVIRONMENT, used)
+        return namespace, extras
+
+    parser.parse_known_args = parse_known_args_then_variables
     return parser
 
 

@@ -62,10 +62,20 @@ class Case:
 
 
 def socket_slugs() -> tuple[dict[str, str], dict[str, str]]:
-    """Input and output socket slugs per contrast, after environment overrides."""
-    inputs = {c: os.environ.get(f"ULF_SOCKET_{c}", DEFAULT_INPUT_SLUGS[c]) for c in CONTRASTS}
-    outputs = {c: os.environ.get(f"ULF_OUTPUT_SOCKET_{c}", DEFAULT_OUTPUT_SLUGS[c]) for c in CONTRASTS}
+    """Input and output socket slugs per contrast, after environment overrides; a slug that is not one plain
+    folder name (``../x``, ``a/b``, ``.``, empty) is refused naming its variable."""
+    inputs = {c: _slug(f"ULF_SOCKET_{c}", DEFAULT_INPUT_SLUGS[c]) for c in CONTRASTS}
+    outputs = {c: _slug(f"ULF_OUTPUT_SOCKET_{c}", DEFAULT_OUTPUT_SLUGS[c]) for c in CONTRASTS}
     return inputs, outputs
+
+
+def _slug(variable: str, default: str) -> str:
+    """The slug set by ``variable`` (else ``default``): a socket slug names one folder, ``images/<slug>``."""
+    slug = os.environ.get(variable, default).strip()
+    if not slug or slug in (".", "..") or "/" in slug or "\\" in slug or "\0" in slug:
+        raise InputError(f"{variable}='{slug}' is not a socket slug; expected one folder name such as {default} "
+                         "(lower-case letters, digits and dashes)")
+    return slug
 
 
 def output_folders() -> dict[str, str]:

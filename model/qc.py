@@ -7,33 +7,103 @@ through the brain's centre, then the output's same three slices, each contrast s
 settings, the device, the seconds of each phase, intensity statistics of each contrast of input and
 output, and the sampler's change per step (the root mean square, in normalised units, of how much the
 clean-image estimate moved: the bridge at K, then each level of the chain). Written atomically.
+
+The QC folder is an output location like the others (:func:`check_qc_location`): never an input folder or
+inside one, never a file of an input or an output. Case IDs come from file and folder names, so nothing of
+them reaches the page unescaped: every link is a relative file name, percent-encoded (:func:`file_link`),
+and a name too long for a file gets a shortened, hashed one (:func:`qc_stem`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+import logging
 import os
 import tempfile
+import urllib.parse
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 
-from model.errors import OutputError
+from model.errors import InputError, OutputError
 from model.layouts import CONTRASTS, Case
+from model.output_paths import resolved
+from model.run_record import record_path
 from model.volume_io import image_to_array
+
+log = logging.getLogger(__name__)
 
 VIEWS = ("axial", "coronal", "sagittal")
 WINDOW_PERCENTILES = (0.5, 99.5)
 GAP = 6  # pixels between tiles
 SEPARATOR = 128  # grey of the gaps; the input and output halves are split by a wider one
+INDEX = "index.html"
+MAX_STEM_BYTES = 200  # file names stop at 255 bytes: a longer case ID is shortened (and made unique by a hash)
+PARTIAL_PREFIX = ".qc-partial-"  # temporaries: short, whatever the case ID
+
+
+def qc_stem(case_id: str) -> str:
+    """The name of a case's QC files without the suffix: the case ID, or when it is longer than
+    :data:`MAX_STEM_BYTES`, its beginning and a hash of the whole (as the run record's name)."""
+    encoded = os.fsencode(case_id)
+    if len(encoded) <= MAX_STEM_BYTES:
+        return case_id
+    digest = hashlib.sha256(encoded).hexdigest()[:12]
+    return encoded[:MAX_STEM_BYTES - 13].decode("utf-8", "ignore") + "-" + digest
+
+
+def qc_files(case_id: str) -> tuple[str, str]:
+    """The names of a case's picture and record in the QC folder."""
+    stem = qc_stem(case_id)
+    return f"{stem}.png", f"{stem}.json"
+
+
+def file_link(name: str) -> str:
+    """``name`` as an href or src attribute value: a relative file name ("./" and every character but
+    letters, digits and ``-_.~`` percent-encoded, so no ``javascript:``, no ``#``, no ``?``), HTML-escaped."""
+    return html.escape("./" + urllib.parse.quote(name, safe=""), quote=True)
+
+
+def check_qc_location(folder: Path, cases: Iterable[Case], input_folder: Path | None = None) -> None:
+    """Refuse (exit 2, before any computing) a QC folder that is an input folder or lies inside one (the
+    ``--input`` folder, or the folder of any case's input file), and one where a QC file would be an input
+    or an output of the run."""
+    cases = list(cases)
+    target = resolved(folder)
+    places = {}
+    if input_folder is not None:
+        places[resolved(input_folder)] = f"the input folder {input_folder}"
+    for case in cases:
+        for contrast, path in case.inputs.items():
+            places.setdefault(resolved(Path(path).parent), f"the folder of the {case.case_id} {contrast} input {path}")
+    for place, label in places.items():
+        if target == place or place in target.parents:
+            where = "is" if target == place else "lies inside"
+            raise InputError(f"--qc {folder} {where} {label}; expected a QC folder apart from the inputs "
+                             "(its files would be written among them)")
+    taken = {resolved(path): f"the {case.case_id} {contrast} input {path}"
+             for case in cases for contrast, path in case.inputs.items()}
+    for case in cases:
+        record = record_path(case)
+        outputs = {**case.outputs, **({"run record": record} if record is not None else {})}
+        taken.update({resolved(path): f"the {case.case_id} {contrast} output {path}" for contrast, path in outputs.items()})
+    names = [INDEX] + [name for case in cases for name in qc_files(case.case_id)]
+    for name in names:
+        other = taken.get(resolved(Path(folder) / name))
+        if other:
+            raise InputError(f"--qc {folder}: its file {name} would be {other}; expected a QC folder apart from "
+                             "the inputs and outputs")
 
 
 def write_atomic(path: Path, data: str) -> None:
     """``data`` into ``path`` through a hidden temporary in the same folder."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f"{PARTIAL_PREFIX}{os.getpid()}-", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(data)
@@ -45,7 +115,7 @@ def write_atomic(path: Path, data: str) -> None:
 
 def write_png_atomic(path: Path, pixels: np.ndarray) -> None:
     """An 8-bit grey picture (rows, columns) written by SimpleITK's PNG writer through a temporary."""
-    temporary = path.with_name(f".{path.stem}.partial-{os.getpid()}.png")
+    temporary = path.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}.png")
     try:
         sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(pixels, dtype=np.uint8)), str(temporary))
         os.replace(temporary, path)
@@ -133,12 +203,13 @@ class CaseQc:
         """``<ID>.png`` and ``<ID>.json`` from the case's input and output images (the input grid)."""
         arrays_in = {c: image_to_array(inputs[c]) for c in CONTRASTS}
         arrays_out = {c: image_to_array(outputs[c]) for c in CONTRASTS}
-        write_png_atomic(self.folder / f"{self.case.case_id}.png", montage(arrays_in, arrays_out))
+        picture, record_name = qc_files(self.case.case_id)
+        write_png_atomic(self.folder / picture, montage(arrays_in, arrays_out))
         record = {
             "case": self.case.case_id,
             "inputs": {c: str(self.case.inputs[c]) for c in CONTRASTS},
             "outputs": {c: str(self.case.outputs[c]) for c in CONTRASTS},
-            "picture": f"{self.case.case_id}.png",
+            "picture": picture,
             "picture_layout": {"rows": list(CONTRASTS), "columns": [f"input {v}" for v in VIEWS]
                                + [f"output {v}" for v in VIEWS]},
             "settings": self.settings,
@@ -148,7 +219,7 @@ class CaseQc:
                           "output": {c: intensity_statistics(arrays_out[c]) for c in CONTRASTS}},
             "sampler_change_per_step": self.steps,
         }
-        path = self.folder / f"{self.case.case_id}.json"
+        path = self.folder / record_name
         write_atomic(path, json.dumps(record, indent=2) + "\n")
         return path
 
@@ -170,25 +241,37 @@ def write_index(folder: Path, results, settings: dict) -> Path:
     sections = [index_section(folder, result) for result in sorted(results, key=lambda r: r.subject)]
     page = INDEX_TEMPLATE.format(count=len(results), sections="\n".join(sections),
                                  settings=html.escape(json.dumps(settings)))
-    path = folder / "index.html"
+    path = folder / INDEX
     write_atomic(path, page)
     return path
 
 
+def record_details(record, picture: str, record_name: str, subject: str) -> str:
+    """The index's lines from a case's QC record (written by an earlier run too: every value checked)."""
+    seconds = ", ".join(f"{html.escape(str(k))} {float(v):.1f} s" for k, v in record["seconds"].items())
+    steps = record["sampler_change_per_step"]
+    last = (", ".join(f"{c} {float(v):.4f}" for c, v in steps[-1]["rms_change"].items()) if steps else "none")
+    return (f'<p>{seconds}; {len(steps)} sampler steps, last RMS change: {html.escape(last)}; '
+            f'<a href="{file_link(record_name)}">record</a></p>\n'
+            f'<img src="{file_link(picture)}" alt="{subject}: input and output, three contrasts, three views">')
+
+
 def index_section(folder: Path, result) -> str:
-    """One case of the index: status, times, the sampler's last change, and the picture."""
+    """One case of the index: status, times, the sampler's last change, and the picture. A record that
+    cannot be read (a corrupt one left by an earlier run, say) is named, not trusted."""
     subject = html.escape(result.subject)
-    record_path = folder / f"{result.subject}.json"
+    picture, record_name = qc_files(result.subject)
     details = ""
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        seconds = ", ".join(f"{html.escape(k)} {v:.1f} s" for k, v in record["seconds"].items())
-        steps = record["sampler_change_per_step"]
-        last = (", ".join(f"{c} {v:.4f}" for c, v in steps[-1]["rms_change"].items()) if steps else "none")
-        details = (f'<p>{seconds}; {len(steps)} sampler steps, last RMS change: {html.escape(last)}; '
-                   f'<a href="{subject}.json">record</a></p>\n'
-                   f'<img src="{html.escape(record["picture"])}" alt="{subject}: input and output, three contrasts, '
-                   'three views">')
+    if (folder / record_name).is_file():
+        try:
+            details = record_details(json.loads((folder / record_name).read_text(encoding="utf-8")), picture,
+                                     record_name, subject)
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            log.warning("QC record %s is unreadable (%s): the index lists %s without it; rerun the subject to "
+                        "rewrite it", folder / record_name, reason, result.subject)
+            details = (f"<p>QC record {html.escape(record_name)} is unreadable ({html.escape(reason)}); rerun the "
+                       "subject to rewrite it</p>")
     status_class = "failed" if result.failed else "ok"
     return (f'<section id="{subject}"><h2>{subject} <span class="{status_class}">{html.escape(result.status)}</span>'
             f"</h2>\n<p>output folder {html.escape(result.output_folder)}, {result.seconds:.1f} s</p>\n{details}</section>")

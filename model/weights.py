@@ -82,7 +82,14 @@ class NetworkEntry:
 def read_manifest(directory: Path) -> dict[str, Any]:
     """Parse ``directory/manifest.json`` with a clear error when it is missing or malformed."""
     path = Path(directory) / MANIFEST_NAME
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as error:  # a path the system cannot even look up (too long, a NUL byte)
+        shown = str(directory) if len(str(directory)) <= 80 else f"{str(directory)[:60]}... ({len(str(directory))} characters)"
+        reason = getattr(error, "strerror", None) or str(error)
+        raise WeightsError(f"cannot use the weights folder {shown}: {reason}; expected --weights DIR "
+                           f"(or ULF_WEIGHTS) naming a folder with a {MANIFEST_NAME}") from None
+    if not found:
         raise WeightsError(f"no weights manifest at {path}; pass --weights DIR with a {MANIFEST_NAME}")
     try:
         manifest = json.loads(path.read_text())

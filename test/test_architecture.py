@@ -37,13 +37,17 @@ def test_no_package_imports_one_above_it(package):
 
 
 def test_evaluation_takes_only_the_layouts_from_the_model():
-    """evaluation/ is the metric: of the inference package it knows only where the files are."""
+    """evaluation/ is the metric: of the inference package it knows only where the files are, the errors the
+    layouts raise, and what SimpleITK does not check in a NIfTI file (NaN voxels read as zeros: a prediction
+    with NaN must not be scored as zeros). evaluation/build.sh copies exactly these modules into its image."""
     modules = set()
     for path in (ROOT / "evaluation").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("model"):
                 modules.add(node.module)
-    assert modules <= {"model.layouts"}
+    assert modules <= {"model.layouts", "model.errors", "model.nifti_checks"}
+    built = (ROOT / "evaluation" / "build.sh").read_text()
+    assert all(f"model/{module.split('.')[1]}.py" in built for module in modules)
 
 
 def test_evalutils_is_only_imported_where_submissions_are_validated():

@@ -54,7 +54,7 @@ def test_the_index_lists_every_case_of_the_run(qc_run):
     page = (root / "qc" / "index.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "3 case(s)" in page
     for subject in ("SUB001", "SUB002"):
-        assert f'<img src="{subject}.png"' in page and f'<a href="{subject}.json">' in page
+        assert f'<img src="./{subject}.png"' in page and f'<a href="./{subject}.json">' in page
     assert '<section id="BAD003">' in page and 'class="failed">FAILED ' in page
 
 
@@ -78,7 +78,7 @@ def test_a_headless_browser_renders_the_index_with_its_pictures(qc_run, tmp_path
               f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files"]
     dom = subprocess.run([*common, "--dump-dom", index], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<section") == 3 and '<img src="SUB002.png"' in dom.stdout
+    assert dom.stdout.count("<section") == 3 and '<img src="./SUB002.png"' in dom.stdout
     shots = {}
     for name, folder in (("with pictures", root / "qc"), ("pictures missing", tmp_path / "bare")):
         if name == "pictures missing":

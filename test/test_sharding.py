@@ -80,7 +80,7 @@ def test_two_gloo_processes_write_what_one_process_writes(tmp_path, tiny_weights
     for name in expected:
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     index = (tmp_path / "qc" / "index.html").read_text()  # written by rank 0 over both processes' cases
-    assert '<img src="SUB001.png"' in index and '<img src="SUB002.png"' in index
+    assert '<img src="./SUB001.png"' in index and '<img src="./SUB002.png"' in index
 
 
 def test_a_share_refused_as_a_whole_still_joins_the_gathering(monkeypatch):
