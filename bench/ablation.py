@@ -29,7 +29,7 @@ import torch
 
 from bench.case import HELD_OUT_SEED, add_variation, simulated_case
 from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
-from model.engine import select_device
+from model.engine import select_device, windows_per_call
 from model.enhancer import Enhancer
 from model.operators import add_noise
 from model.options import add_crop, add_device, add_seed, add_weights, add_window, parse_overrides, window_of
@@ -79,7 +79,7 @@ def latent_alignment(seed: int, shape_scale: float, crop, settings: SamplerSetti
     bridge = load_network(weights, "bridge", device)
     plan = plan_windows(low.shape[2:], engine.window, engine.overlap, device)
     with torch.inference_mode():
-        bridged = x_k_lf + evaluate_in_windows(bridge.residual, x_k_lf, plan, engine.windows_per_batch)
+        bridged = x_k_lf + evaluate_in_windows(bridge.residual, x_k_lf, plan, windows_per_call(engine.windows_per_batch, device))
     return {"mse_without_bridge": float(((x_k_lf - x_k_hf) ** 2).mean()),
             "mse_with_bridge": float(((bridged - x_k_hf) ** 2).mean())}
 

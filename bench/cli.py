@@ -32,7 +32,7 @@ from bench.peak import achieved_tflops, compute_floor_seconds, matmul_peak_tflop
 from bench.report import table, write_json
 from bench.runner import Task, TaskFactory, run_tasks
 from model.cost import case_cost
-from model.engine import select_device
+from model.engine import select_device, windows_per_call
 from model.enhancer import Enhancer
 from model.operators import add_noise
 from model.options import add_crop, add_device, add_seed, add_weights, add_window, window_of
@@ -223,7 +223,7 @@ class Benchmark:
         e = engine.settings
         return {
             "configuration": engine.name, "kind": "engine", "overlaps": f"{overlap:g}",
-            "windows_per_batch": e.windows_per_batch, "channels_last": e.channels_last,
+            "windows_per_batch": windows_per_call(e.windows_per_batch, self.device), "channels_last": e.channels_last,
             "precision": e.precision, "compile": e.compile,
             "compiled": task.compiled, "warmup_seconds": task.warmup_seconds,
             "windows_per_evaluation": windows, "network_voxels_per_evaluation": windows * voxels,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from model.precision import cpu_has_native_bfloat16
 from model.settings import PRESETS, EngineSettings, SamplerSettings
 
 
@@ -46,12 +47,18 @@ def engine_variants(device: torch.device, quick: bool, window: tuple[int, int, i
         NAIVE,
         d,
         d.variant("fast, not compiled", compile="off"),
-        d.variant("fast, not compiled, 1 window per call", windows_per_batch=1, compile="off"),
+        d.variant("fast, not compiled, 4 windows per call", windows_per_batch=4, compile="off"),
         d.variant("fast, channels-last" if not cl else "fast, contiguous", channels_last=not cl),
         d.variant("fast, 8 per call", windows_per_batch=8),
     ]
     if quick:
         variants = variants[:3]
+    if device.type == "cpu" and cpu_has_native_bfloat16():  # bfloat16 only where the processor computes it
+        variants += [
+            d.variant("fast, bf16, not compiled", precision="bfloat16", compile="off"),
+            d.variant("fast, bf16, channels-last, not compiled", precision="bfloat16", channels_last=True, compile="off"),
+            d.variant("fast, fp32, not compiled", precision="float32", compile="off"),
+        ]
     if device.type == "cuda":  # compile="auto" leaves CUDA eager: measure compiling there
         variants += [
             d.variant("fast, compiled", compile="on", cuda_only=True),

@@ -253,7 +253,9 @@ def cosine_self_attention(qkv: torch.Tensor, num_heads: int) -> torch.Tensor:
     num_voxels = math.prod(spatial)
     qkv = qkv.reshape(batch, 3, num_heads, head_dim, num_voxels)
     qkv = normalize(qkv, dim=3)
-    q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # each (B, heads, N, head_dim)
+    # each (B, heads, N, head_dim), contiguous: the fused CPU kernel needs the last axis contiguous and falls back
+    # to the unfused path (4x slower at the U-Net's 16x16x8 bottleneck, docs/speed.md) otherwise
+    q, k, v = (qkv[:, i].transpose(-1, -2).contiguous() for i in range(3))
     out = F.scaled_dot_product_attention(q, k, v)
     return out.transpose(-1, -2).reshape(batch, channels, *spatial)
 

@@ -93,7 +93,7 @@ class EngineSettings:
     # low-overlap seams do not line up. None: the same overlap as the other levels.
     early_overlap: float | None = None
     early_levels_fraction: float = 0.0
-    windows_per_batch: int = 4
+    windows_per_batch: int = 0  # windows per network call; 0: auto (model.engine.windows_per_call: 1 on the CPU, 4 on a GPU)
     precision: str = "auto"  # the networks' arithmetic (model.precision): auto = float16 on a T4, bfloat16 on sm_80+, float32 on the CPU
     # torch.compile the U-Net (inductor, weights frozen): "auto" = on the CPU, for runs long enough to
     # repay the compilation (docs/speed.md); "on" = always, CUDA included; "off" = never.
@@ -107,7 +107,7 @@ class EngineSettings:
             (self.early_overlap is None or 0 <= self.early_overlap < 1,
              f"early_overlap must be in [0, 1), got {self.early_overlap}"),
             (0 <= self.early_levels_fraction <= 1, f"early_levels_fraction must be in [0, 1], got {self.early_levels_fraction}"),
-            (self.windows_per_batch >= 1, f"--windows-per-batch must be at least 1, got {self.windows_per_batch}"),
+            (self.windows_per_batch >= 0, f"--windows-per-batch must be at least 1 (or 0: auto), got {self.windows_per_batch}"),
             (self.precision in PRECISIONS, f"--precision must be one of {PRECISIONS}, got {self.precision}"),
             (self.compile in COMPILE_CHOICES, f"compile must be one of {COMPILE_CHOICES}, got {self.compile}"),
         ])

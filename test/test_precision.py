@@ -43,11 +43,12 @@ def test_bfloat16_is_refused_on_a_gpu_without_it(monkeypatch):
     assert resolve_precision("float32", CUDA) == "float32"
 
 
-def test_the_cpu_keeps_float32_and_refuses_float16(monkeypatch):
+def test_auto_on_the_cpu_is_bfloat16_only_where_native_and_float16_is_refused(monkeypatch):
     for native in (False, True):
         monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda native=native: native)
-        assert resolve_precision("auto", CPU) == "float32"  # bfloat16 on the CPU is not measured yet
+        assert resolve_precision("auto", CPU) == ("bfloat16" if native else "float32")
         assert resolve_precision("bfloat16", CPU) == "bfloat16"
+        assert resolve_precision("float32", CPU) == "float32"
     with pytest.raises(DeviceError, match="float16 is for GPUs"):
         resolve_precision("float16", CPU)
 

@@ -7,10 +7,12 @@ import logging
 import shutil
 
 import pytest
+import torch
 
 from conftest import TEST_WINDOW, grand_challenge_paths, ulf_enc_paths, write_case
 from model.budget import TimeBudget
 from model.cli import main
+from model.precision import resolve_precision
 from model.run_record import RECORD_SUFFIX
 
 SMOKE = ["--preset", "smoke", "--window", *map(str, TEST_WINDOW), "--quiet"]
@@ -31,7 +33,8 @@ def test_a_run_writes_its_record_and_a_replay_gives_byte_identical_outputs(tmp_p
     record_file = tmp_path / "first" / f"sub_T1{RECORD_SUFFIX}"
     record = json.loads(record_file.read_text())
     assert record["settings"]["seed"] == 3 and record["settings"]["overlap"] == 0.5
-    assert record["device"] == "cpu" and record["precision"] == "float32" and record["plan"] is None
+    assert record["device"] == "cpu" and record["plan"] is None
+    assert record["precision"] == resolve_precision("auto", torch.device("cpu"))  # bfloat16 where the CPU has it
     assert set(record["weights"]["networks_sha256"]) == {"diffusion", "bridge"} and record["code_version"]
     assert all(len(entry["sha256"]) == 64 for entry in record["inputs"].values())
 

@@ -72,7 +72,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # torch's AdamW default (the paper does not state it)
     grad_clip: float = 1.0  # max global gradient norm; 0 switches clipping off
     ema_decay: float = 0.999  # EMA of the weights, warmed up as min(decay, (1 + step) / (10 + step))
-    precision: str = "bfloat16"  # bf16 autocast on CUDA (always float32 on CPU)
+    precision: str = "bfloat16"  # bf16 autocast on CUDA and on CPUs with native bfloat16 (else float32)
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = 50  # training scalars to TensorBoard and metrics.jsonl
     validate_every: int = 1000  # validation metrics and image panels (0: only at the end)

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 # Keys that may change when a run is resumed: bookkeeping, not the optimisation.
 RESUMABLE_CHANGES = {"train.steps", "train.log_every", "train.validate_every", "train.checkpoint_every",
                      "train.keep_checkpoints", "train.progress", "train.validation_patches", "data.workers",
-                     "train.time_limit_minutes", "train.init_weights"}
+                     "train.time_limit_minutes", "train.init_weights",
+                     "train.precision"}  # the arithmetic: a resume may move to bfloat16 where the CPU has it
 
 
 def build_network(kind: str, config: RunConfig) -> nn.Module:
