@@ -6,7 +6,8 @@ timesteps) enhances the held-out subjects of both sets — **ordinary** (simulat
 training ranges) and **shifted** (every parameter outside them) — and is scored with the challenge's
 metric against the 3 T reference inside the brain mask; the raw low-field input (the identity) is scored
 beside them. The score that orders the ladder is the mean over the two sets of each set's mean over
-subjects and contrasts. Each configuration's cost is its windows on a full 1 mm head (:func:`model.cost.case_cost`).
+subjects and contrasts. The networks run in the precision ``--precision auto`` gives on this CPU (bfloat16
+where the processor computes it natively: scores within 0.0005 of float32, docs/speed.md), recorded. Each configuration's cost is its windows on a full 1 mm head (:func:`model.cost.case_cost`).
 
 Runs are logged as they finish (``--out``/calibration.jsonl) keyed on the weights' checksums, the settings,
 the set and the crop (:mod:`bench.sweep`), so an interrupted calibration resumes and never mixes weights.
@@ -37,6 +38,7 @@ from model.calibration import CALIBRATION_FORMAT, CALIBRATION_KEY, RUNG_FIELDS, 
 from model.cost import case_cost
 from model.enhancer import Enhancer
 from model.options import add_crop, add_weights, add_window
+from model.precision import resolve_precision
 from model.settings import SamplerSettings
 from model.weights import MANIFEST_NAME, read_manifest
 
@@ -95,9 +97,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+PRECISION = resolve_precision("auto", torch.device("cpu"))  # what `auto` runs on this CPU, named in keys and the block
+
+
 def settings_of(rung: Rung, window: tuple[int, int, int] | None = None) -> SamplerSettings:
-    """A configuration as the planner runs it: no compilation, the engine's defaults otherwise."""
-    return rung.settings(SamplerSettings().updated(window=window), planned=True)
+    """A configuration as the planner runs it on this CPU: no compilation, the precision ``auto`` resolves to
+    here (named, so that runs logged on another processor are not reused), the engine's defaults otherwise."""
+    return rung.settings(SamplerSettings().updated(window=window, precision=PRECISION), planned=True)
 
 
 def key_of(args: argparse.Namespace, checksums: dict[str, str], rung: Rung, variation: str) -> dict[str, Any]:
@@ -164,6 +170,7 @@ def calibration_block(args: argparse.Namespace, rungs: list[Rung], runs: RunLog,
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench.calibrate " + " ".join(shlex.quote(a) for a in argv),
         "machine": machine(),
+        "precision": PRECISION,
         "held_out": {name: {"variation": variation, "seeds": subjects, "crop": list(args.crop),
                             "shape_scale": args.shape_scale, "window": list(settings_of(IDENTITY, args.window).engine.window)}
                      for name, variation in SETS.items()},

@@ -28,6 +28,7 @@ def test_the_calibration_is_written_into_the_manifest_and_read_back(tiny_weights
     block = manifest["calibration"]
     assert block["networks_sha256"] == network_checksums(manifest)
     assert block["command"].startswith("python -m bench.calibrate --weights") and block["measured"] and block["machine"]
+    assert block["precision"] in ("float32", "bfloat16")
     assert set(block["identity"]) == {"ordinary", "shifted"}
     assert sorted(c["label"] for c in block["configurations"]) == sorted(CHOSEN)
     for c in block["configurations"]:  # the ladder's score is the mean of the two sets' scores

@@ -199,6 +199,25 @@ def test_export_round_trips_through_model(runs, tmp_path, capsys):
         assert not loaded.training
 
 
+def test_a_diffusion_network_retrained_alone_is_exported_beside_the_bridge_it_kept(runs, tmp_path, capsys):
+    """--bridge-from copies the bridge of an exported folder unchanged (same bytes of weights, its provenance, and
+    where it came from), so a diffusion run can be shipped without the bridge's run folder."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["export", "--diffusion-run", str(runs["diffusion"]), "--bridge-run", str(runs["bridge"]),
+                 "--out", str(first)]) == 0
+    assert main(["export", "--diffusion-run", str(runs["diffusion"]), "--bridge-from", str(first),
+                 "--out", str(second)]) == 0
+    old, new = read_manifest(first)["networks"]["bridge"], read_manifest(second)["networks"]["bridge"]
+    kept, copied = load_network(first, "bridge").state_dict(), load_network(second, "bridge").state_dict()
+    assert all(torch.equal(kept[k], copied[k]) for k in kept)
+    provenance = new["provenance"]["bridge"]
+    assert provenance["copied_from"]["sha256"] == old["sha256"]
+    assert provenance["training_config"] == old["provenance"]["bridge"]["training_config"]
+    with pytest.raises(SystemExit) as refused:  # one of the two is required: argparse's usage line, exit 2
+        main(["export", "--diffusion-run", str(runs["diffusion"]), "--out", str(tmp_path / "x")])
+    assert refused.value.code == 2 and not (tmp_path / "x").exists()
+
+
 def test_a_runs_code_version_is_the_commit_that_started_it(runs, tmp_path, capsys):
     """code.json, written when a run starts, names the commit that trains; the export records it as the run's
     code_version, its own commit beside it as export_code_version, resumes at other commits, and refuses a run

@@ -52,7 +52,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     _config_arguments(show, required=False)
     export = commands.add_parser("export", help="write the newest checkpoints of two runs as frozen weights + manifest")
     export.add_argument("--diffusion-run", type=Path, required=True, help="run folder of the diffusion network")
-    export.add_argument("--bridge-run", type=Path, required=True, help="run folder of the bridge")
+    bridge = export.add_mutually_exclusive_group(required=True)
+    bridge.add_argument("--bridge-run", type=Path, help="run folder of the bridge")
+    bridge.add_argument("--bridge-from", type=Path, metavar="WEIGHTS",
+                        help="keep the bridge of this weights folder unchanged (a diffusion network retrained alone)")
     export.add_argument("--out", type=Path, required=True, help="weights folder to write (e.g. weights/)")
     export.add_argument("--raw", action="store_true", help="export the raw weights instead of their EMA")
     return parser.parse_args(argv)
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         if arguments.command == "export":
             from training.export import export
 
-            manifest = export(arguments.diffusion_run, arguments.bridge_run, arguments.out, use_ema=not arguments.raw)
+            manifest = export(arguments.diffusion_run, arguments.bridge_run, arguments.out, use_ema=not arguments.raw,
+                              bridge_from=arguments.bridge_from)
             print(f"wrote {manifest}")
             return 0
         if arguments.command == "prepare":

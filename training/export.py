@@ -20,7 +20,7 @@ from typing import Any
 
 from model.intensity import normalisation_record
 from model.schedule import cosine_schedule
-from model.weights import save_networks, sha256_of
+from model.weights import load_network, read_manifest, save_networks, sha256_of
 from training import checkpoint
 from training.config import NETWORKS, RunConfig
 from training.loop import build_network
@@ -80,15 +80,32 @@ def exported_network(run_dir: Path, expected: str, use_ema: bool = True) -> tupl
     return network.eval(), provenance
 
 
-def export(diffusion_run: Path, bridge_run: Path, out: Path, use_ema: bool = True) -> Path:
-    """Write ``out/diffusion.pt``, ``out/bridge.pt`` and ``out/manifest.json``; returns the manifest path."""
+def copied_network(weights: Path, name: str) -> tuple[Any, dict[str, Any]]:
+    """Network ``name`` of an exported weights folder, unchanged (verified like inference verifies it), and its
+    provenance there, with where it was copied from: a network kept while the other is retrained."""
+    manifest = read_manifest(weights)
+    entry = manifest["networks"][name]
+    provenance = dict((entry.get("provenance") or {}).get(name) or {})
+    if "training_config" not in provenance:
+        raise ValueError(f"{weights}: the {name} network's provenance has no training_config; it cannot be copied")
+    provenance["copied_from"] = {"weights": str(Path(weights).resolve()), "file": entry["file"], "sha256": entry["sha256"]}
+    return load_network(weights, name), provenance
+
+
+def export(diffusion_run: Path, bridge_run: Path | None, out: Path, use_ema: bool = True,
+           bridge_from: Path | None = None) -> Path:
+    """Write ``out/diffusion.pt``, ``out/bridge.pt`` and ``out/manifest.json``; returns the manifest path. The
+    bridge comes from its run, or unchanged from the weights folder ``bridge_from``."""
+    if (bridge_run is None) == (bridge_from is None):
+        raise ValueError("give the bridge's run folder or a weights folder to copy it from, one of them")
     networks, provenance = {}, {
         "source": "python -m training export",
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "export_code_version": checkpoint.code_version(),
     }
-    for name, run in zip(NETWORKS, (diffusion_run, bridge_run)):
-        networks[name], provenance[name] = exported_network(run, name, use_ema)
+    networks["diffusion"], provenance["diffusion"] = exported_network(diffusion_run, "diffusion", use_ema)
+    networks["bridge"], provenance["bridge"] = (exported_network(bridge_run, "bridge", use_ema) if bridge_run is not None
+                                                else copied_network(bridge_from, "bridge"))
     timesteps = {name: RunConfig.from_dict(provenance[name]["training_config"]).section(name).timesteps
                  for name in NETWORKS}
     if len(set(timesteps.values())) != 1:
