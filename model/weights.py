@@ -113,8 +113,8 @@ def network_entry(manifest: dict[str, Any], name: str, directory: Path) -> Netwo
         raise WeightsError(f"{where}: the '{name}' entry is a JSON {type(entry).__name__}; expected an object")
     try:
         parsed = NetworkEntry(name=name, **entry)
-    except TypeError as error:
-        raise WeightsError(f"{where}: malformed '{name}' entry ({error})") from None
+    except TypeError as error:  # unknown or missing keys; a key may hold any character, so quoted
+        raise WeightsError(f"{where}: malformed '{name}' entry ({ascii(str(error))[1:-1]})") from None
     for field, kind in (("file", str), ("sha256", str), ("architecture", str), ("config", dict)):
         value = getattr(parsed, field)
         if not isinstance(value, kind) or (kind is str and not value):

@@ -79,7 +79,7 @@ def start(device: str = "auto", precision: str = "bfloat16") -> Runtime:
         chosen = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
-    # On the CPU only where the processor computes bfloat16 natively: measured 1.4x (diffusion) and 1.3x (bridge)
+    # On the CPU only where the processor computes bfloat16 natively: measured 1.4x (diffusion and bridge)
     # per step on a Zen 4 AMD EPYC, one thread (docs/training.md); emulated elsewhere, and far slower.
     native = use_cuda or cpu_has_native_bfloat16()
     if precision == "bfloat16" and not native:
