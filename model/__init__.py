@@ -13,6 +13,9 @@ Usable without Docker. The pieces, each in its own module:
   :mod:`model.options` - the one override syntax and the shared command-line arguments
 * :mod:`model.cost` - what a configuration costs on a volume, in network windows
 * :mod:`model.engine` - networks on a device through windows (batching, compilation, OOM retry)
-* :mod:`model.weights` - the weights manifest (networks and their schedule); :mod:`model.enhancer` - the
-  pipeline; :mod:`model.cli` - the command line
+* :mod:`model.weights` - the weights manifest (networks and their schedule); :mod:`model.calibration` - what
+  the weights were measured to do (the ``auto`` preset, the planner's ladder, their trained timesteps)
+* :mod:`model.budget` - a run planned to a time budget; :mod:`model.run_record` - the record beside every
+  output set, and ``--replay``
+* :mod:`model.enhancer` - the pipeline; :mod:`model.cli` - the command line
 """
