@@ -34,7 +34,9 @@ import torch
 from bench.case import HELD_OUT_SEED, simulated_case
 from bench.cli import FULL_HEAD_SHAPE
 from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
-from model.calibration import CALIBRATION_FORMAT, CALIBRATION_KEY, RUNG_FIELDS, Rung, levels_outside_training, network_checksums
+from model.calibration import (CALIBRATION_FORMAT, CALIBRATION_KEY, RUNG_FIELDS, Rung, levels_outside_training,
+                               network_checksums)
+from model.calibration import rung as configuration
 from model.cost import case_cost
 from model.enhancer import Enhancer
 from model.options import add_crop, add_weights, add_window
@@ -49,31 +51,18 @@ DEFAULT_CROP = (128, 160, 64)
 METRICS = ("score", "ssim", "psnr", "mae", "nmse")
 
 
-def _full(label: str, chain: tuple[int, ...], overlap: float, refinements: int = 1) -> Rung:
-    return Rung(label, {"mode": "full", "bridge_timestep": 100, "chain_levels": list(chain),
-                        "refinements": refinements, "overlap": overlap})
-
-
-def _bridge(overlap: float) -> Rung:
-    return Rung(f"bridge, overlap {overlap:g}", {"mode": "bridge", "bridge_timestep": 100, "chain_levels": [],
-                                                "refinements": 1, "overlap": overlap})
-
-
 # What the planner may choose, for networks trained around K = 100 and below t = 32 (the shipped ones): the
 # bridge at K = 100, then the chain 25, 10, 1 (or its cheaper tails) on three window grids, or the bridge alone.
 CONFIGURATIONS: tuple[Rung, ...] = (
-    _full("chain 25,10,1, J 1, overlap 0.7", (25, 10, 1), 0.7),
-    _full("chain 25,10,1, J 1, overlap 0.5", (25, 10, 1), 0.5),
-    _full("chain 25,10,1, J 1, overlap 0.25", (25, 10, 1), 0.25),
-    _full("chain 25,10,1, J 2, overlap 0.25", (25, 10, 1), 0.25, refinements=2),
-    _full("chain 10,1, overlap 0.25", (10, 1), 0.25),
-    _full("chain 10, overlap 0.25", (10,), 0.25),
-    _bridge(0.7),
-    _bridge(0.5),
-    _bridge(0.25),
+    configuration("chain 25,10,1, J 1, overlap 0.7", overlap=0.7),
+    configuration("chain 25,10,1, J 1, overlap 0.5", overlap=0.5),
+    configuration("chain 25,10,1, J 1, overlap 0.25", overlap=0.25),
+    configuration("chain 25,10,1, J 2, overlap 0.25", overlap=0.25, refinements=2),
+    configuration("chain 10,1, overlap 0.25", chain=(10, 1)),
+    configuration("chain 10, overlap 0.25", chain=(10,)),
+    *(configuration(f"bridge, overlap {overlap:g}", mode="bridge", overlap=overlap) for overlap in (0.7, 0.5, 0.25)),
 )
-IDENTITY = Rung("identity (raw input)", {"mode": "identity", "bridge_timestep": 100, "chain_levels": [],
-                                         "refinements": 1, "overlap": 0.25})
+IDENTITY = configuration("identity (raw input)", mode="identity")
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

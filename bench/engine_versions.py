@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             timings[name].append(run_once(checkout, args.data, args.out / name, args.options))
             print(f"{name} run {repeat + 1}: {timings[name][-1][0]:.0f} s, sampling {timings[name][-1][1]:.0f} s", flush=True)
     scores = {name: score_roots(args.data, args.out / name, folder="Enhanced")[1]["score"] for name in versions}
-    print(f"\n| version | command s (median) | sampling s (median) | score |\n|---|---|---|---|")
+    print("\n| version | command s (median) | sampling s (median) | score |\n|---|---|---|---|")
     for name in versions:
         wall = statistics.median(t[0] for t in timings[name])
         sampling = statistics.median(t[1] for t in timings[name])

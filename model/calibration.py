@@ -54,15 +54,18 @@ class Rung:
         return SamplerSettings(algorithm, engine)
 
 
-def _rung(label: str, mode: str = "full", chain: tuple[int, ...] = (25, 10, 1), overlap: float = 0.25) -> Rung:
-    return Rung(label, {"mode": mode, "bridge_timestep": 100, "chain_levels": list(chain) if mode == "full" else [],
-                        "refinements": 1, "overlap": overlap})
+def rung(label: str, mode: str = "full", chain: tuple[int, ...] = (25, 10, 1), overlap: float = 0.25,
+         refinements: int = 1, bridge_timestep: int = 100) -> Rung:
+    """A configuration to calibrate or fall back to (no score yet); the chain only where the mode diffuses."""
+    return Rung(label, {"mode": mode, "bridge_timestep": bridge_timestep,
+                        "chain_levels": list(chain) if mode in ("full", "diffusion") else [],
+                        "refinements": refinements, "overlap": overlap})
 
 
 # Weights without a (valid) calibration: the `cpu` preset's configuration, then the minimum work.
 UNCALIBRATED_LADDER: tuple[Rung, ...] = (
-    _rung("uncalibrated default: chain 25,10,1, J 1, overlap 0.25"),
-    _rung("uncalibrated minimum: bridge, overlap 0.25", mode="bridge"),
+    rung("uncalibrated default: chain 25,10,1, J 1, overlap 0.25"),
+    rung("uncalibrated minimum: bridge, overlap 0.25", mode="bridge"),
 )
 
 
@@ -136,14 +139,22 @@ def _levels_text(levels: tuple[int, ...]) -> str:
     return ", ".join(map(str, distinct[:6])) + (", ..." if len(distinct) > 6 else "")
 
 
-def levels_outside_training(settings: SamplerSettings, weights_dir: Path | None) -> list[str]:
+TrainedRanges = dict[str, "tuple[int, int] | None"]  # network -> the timesteps it was trained on (None: not recorded)
+
+
+def trained_ranges(weights_dir: Path | None) -> TrainedRanges:
+    """Each network's trained timesteps, from the manifest (read once for a whole check)."""
+    return {} if weights_dir is None else {name: trained_timesteps(weights_dir, name) for name in NETWORK_NAMES}
+
+
+def levels_outside_training(settings: SamplerSettings, weights_dir: Path | None,
+                            ranges: TrainedRanges | None = None) -> list[str]:
     """One phrase per network these settings evaluate outside the timesteps it was trained on (per the
-    manifest; a network that records none is not checked)."""
-    if weights_dir is None:
-        return []
+    manifest, or ``ranges`` already read from it; a network that records none is not checked)."""
+    ranges = trained_ranges(weights_dir) if ranges is None else ranges
     outside = []
     for name, levels in levels_used(settings).items():
-        trained = trained_timesteps(weights_dir, name) if levels else None
+        trained = ranges.get(name) if levels else None
         if trained and not all(trained[0] <= t <= trained[1] for t in levels):
             outside.append(f"the {name} network at t = {_levels_text(levels)} (trained on t = {trained[0]}..{trained[1]})")
     return outside
@@ -166,7 +177,8 @@ def ladder_for(requested: SamplerSettings, calibration: Calibration, weights_dir
     """The calibration's rungs as settings on ``requested`` (planned: no compilation), best first, without
     those that leave the networks' trained timesteps."""
     options = [(rung.label, rung.settings(requested, planned=True)) for rung in calibration.rungs]
-    return [(label, settings) for label, settings in options if not levels_outside_training(settings, weights_dir)]
+    ranges = trained_ranges(weights_dir)
+    return [(label, settings) for label, settings in options if not levels_outside_training(settings, weights_dir, ranges)]
 
 
 def auto_settings(weights_dir: Path | None, base: SamplerSettings | None = None) -> tuple[str, SamplerSettings]:

@@ -158,8 +158,8 @@ def asked_for(args: argparse.Namespace) -> str:
     """What the user asked for, in their words (for messages)."""
     if args.replay is not None:
         return f"--replay {args.replay}"
-    given = " ".join(f"{flag} {getattr(args, name)}" for flag, (name, _) in SAMPLER_FLAGS.items()
-                     if getattr(args, name) is not None)
+    explicit = explicit_options(args)
+    given = " ".join(f"{flag} {explicit[name]}" for flag, (name, _) in SAMPLER_FLAGS.items() if name in explicit)
     return f"--preset {args.preset}" + (f" with {given}" if given else "")
 
 

@@ -38,6 +38,7 @@ class Enhancer:
         self.weights_dir = weights_dir
         self.last_plan: Plan | None = None  # what the last enhance() under a deadline chose
         self.last_settings: SamplerSettings = settings  # what the last enhance() ran (a deadline may end the chain early)
+        self._ladder: list[tuple[str, SamplerSettings]] | None = None  # the planner's fallbacks (plan_to)
         self.schedule = cosine_schedule() if mode is Mode.IDENTITY else load_schedule(weights_dir)
         settings.algorithm.check_against(self.schedule)
         warn_outside_training(settings, weights_dir)
@@ -72,8 +73,9 @@ class Enhancer:
         shape = tuple(x0_lf.shape[2:])
         with self.engine.running():
             rates = Throughput(*self.engine.windows_per_second(x0_lf, self.engine.plans_for(shape).main))
-        ladder = ladder_for(self.settings, load_calibration(self.weights_dir), self.weights_dir)
-        plan = plan_case(self.settings, shape, rates, deadline - time.monotonic(), ladder)
+        if self._ladder is None:  # the weights' calibrated fallbacks, read once for every case
+            self._ladder = ladder_for(self.settings, load_calibration(self.weights_dir), self.weights_dir)
+        plan = plan_case(self.settings, shape, rates, deadline - time.monotonic(), self._ladder)
         self.last_plan = plan
         log.log(logging.INFO if plan.fits else logging.WARNING, "time budget: %s", plan.describe())
         log.info("time budget: measured %.3g U-Net and %.3g bridge windows per second on %s",

@@ -19,6 +19,7 @@ and are overridden, without rebuilding a container, by the environment variables
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -143,6 +144,19 @@ def _socket_file(folder: Path, slug: str, contrast: str) -> Path:
     if len(candidates) > 1:
         raise InputError(f"{contrast}: {len(candidates)} candidate files in {folder} ({', '.join(p.name for p in candidates)}); expected exactly one")
     return candidates[0]
+
+
+MAX_STEM_BYTES = 200  # file names stop at 255 bytes: a longer case ID is shortened (and made unique by a hash)
+
+
+def case_file_stem(case_id: str) -> str:
+    """The stem of a file named after a case (its QC report, its run record): the case ID, or when it is longer
+    than :data:`MAX_STEM_BYTES`, its beginning and a hash of the whole."""
+    encoded = os.fsencode(case_id)
+    if len(encoded) <= MAX_STEM_BYTES:
+        return case_id
+    digest = hashlib.sha256(encoded).hexdigest()[:12]
+    return encoded[:MAX_STEM_BYTES - 13].decode("utf-8", "ignore") + "-" + digest
 
 
 def file_stem(path: Path, what: str) -> str:

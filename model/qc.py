@@ -11,12 +11,11 @@ clean-image estimate moved: the bridge at K, then each level of the chain). Writ
 The QC folder is an output location like the others (:func:`check_qc_location`): never an input folder or
 inside one, never a file of an input or an output. Case IDs come from file and folder names, so nothing of
 them reaches the page unescaped: every link is a relative file name, percent-encoded (:func:`file_link`),
-and a name too long for a file gets a shortened, hashed one (:func:`qc_stem`).
+and a name too long for a file gets a shortened, hashed one (:func:`model.layouts.case_file_stem`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import logging
@@ -32,7 +31,7 @@ import SimpleITK as sitk
 import torch
 
 from model.errors import InputError, OutputError
-from model.layouts import CONTRASTS, Case
+from model.layouts import CONTRASTS, Case, case_file_stem
 from model.output_paths import resolved
 from model.run_record import record_path
 from model.volume_io import image_to_array
@@ -44,23 +43,12 @@ WINDOW_PERCENTILES = (0.5, 99.5)
 GAP = 6  # pixels between tiles
 SEPARATOR = 128  # grey of the gaps; the input and output halves are split by a wider one
 INDEX = "index.html"
-MAX_STEM_BYTES = 200  # file names stop at 255 bytes: a longer case ID is shortened (and made unique by a hash)
 PARTIAL_PREFIX = ".qc-partial-"  # temporaries: short, whatever the case ID
-
-
-def qc_stem(case_id: str) -> str:
-    """The name of a case's QC files without the suffix: the case ID, or when it is longer than
-    :data:`MAX_STEM_BYTES`, its beginning and a hash of the whole (as the run record's name)."""
-    encoded = os.fsencode(case_id)
-    if len(encoded) <= MAX_STEM_BYTES:
-        return case_id
-    digest = hashlib.sha256(encoded).hexdigest()[:12]
-    return encoded[:MAX_STEM_BYTES - 13].decode("utf-8", "ignore") + "-" + digest
 
 
 def qc_files(case_id: str) -> tuple[str, str]:
     """The names of a case's picture and record in the QC folder."""
-    stem = qc_stem(case_id)
+    stem = case_file_stem(case_id)
     return f"{stem}.png", f"{stem}.json"
 
 

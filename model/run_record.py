@@ -10,7 +10,6 @@ planning; on the same device and precision the outputs are byte-identical.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model.errors import UsageError, WeightsError
-from model.layouts import CONTRASTS, Case
+from model.layouts import CONTRASTS, Case, case_file_stem
 from model.settings import SamplerSettings
 from model.weights import read_manifest, sha256_of
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 RECORD_FORMAT = 1
 RECORD_SUFFIX = ".enhancement.json"
-MAX_STEM_BYTES = 200  # file names stop at 255 bytes; a longer case name is shortened in the record's name
 CODE_VERSION_VARIABLE = "ULF_CODE_VERSION"  # set by the image's build (build.sh: the git commit)
 
 
@@ -38,11 +36,7 @@ def record_path(case: Case) -> Path | None:
     Challenge layout (the platform accepts only the configured outputs in /output)."""
     if case.layout == "grand-challenge":
         return None
-    stem = case.case_id
-    if len(os.fsencode(stem)) > MAX_STEM_BYTES:  # a long input name: a shortened stem, made unique by a hash
-        digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:12]
-        stem = os.fsencode(stem)[:MAX_STEM_BYTES - 13].decode("utf-8", "ignore") + "-" + digest
-    return case.outputs[CONTRASTS[0]].parent / f"{stem}{RECORD_SUFFIX}"
+    return case.outputs[CONTRASTS[0]].parent / f"{case_file_stem(case.case_id)}{RECORD_SUFFIX}"
 
 
 def code_version() -> str:
