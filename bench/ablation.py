@@ -1,6 +1,6 @@
-"""The paper's ablation table (Table 1, SPEC 3.6) on held-out simulated subjects.
+"""The paper's ablation table (Table 1, docs/method.md: the ablations) on held-out simulated subjects.
 
-``python -m bench.ablation --subjects 3 --seed 90000 --preset cpu --out runs/ablation`` runs,
+``python -m bench.ablation --subjects 3 --subject-seed 90000 --preset cpu --out runs/ablation`` runs,
 per subject: the four modes (identity, bridge only, diffusion only, full), both readings of
 RemoveNoise (x0 estimate and the literal eq. 11), and the high-field upper bound (the real 3 T
 volume noised to K and denoised by the diffusion model alone). It scores each with the
@@ -29,13 +29,14 @@ import torch
 
 from bench.case import HELD_OUT_SEED, add_variation, simulated_case
 from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
-from model.engine import select_device, windows_per_call
-from model.enhancer import Enhancer
-from model.operators import add_noise
-from model.options import add_crop, add_device, add_seed, add_weights, add_window, parse_overrides, window_of
-from model.settings import PRESETS, SamplerSettings, preset
-from model.weights import load_network, load_schedule
-from model.windows import evaluate_in_windows, plan_windows
+from model.execution.device import select_device
+from model.execution.engine import windows_per_call
+from model.pipeline.enhancer import Enhancer
+from model.method.operators import add_noise
+from model.cli.options import add_crop, add_device, add_subject_seed, add_weights, add_window, parse_overrides, window_of
+from model.config.settings import PRESETS, SamplerSettings, preset
+from model.weights.manifest import load_network, load_schedule
+from model.execution.windows import evaluate_in_windows, plan_windows
 
 log = logging.getLogger("bench.ablation")
 METRICS = ("ssim", "psnr", "mae", "nmse", "score", "psnr_masked_standard")
@@ -43,7 +44,7 @@ METRICS = ("ssim", "psnr", "mae", "nmse", "score", "psnr_masked_standard")
 
 @dataclass(frozen=True)
 class Configuration:
-    """One row of the table: a label, changes to the preset (``key=value,...``, :mod:`model.options`),
+    """One row of the table: a label, changes to the preset (``key=value,...``, :mod:`model.cli.options`),
     which field of the subject is the input ("low", or "high" for the upper bound), and, for the identity,
     whether the clipped input is scored instead of the raw one (:func:`bench.sweep.enhance_and_score`)."""
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the table over held-out simulated subjects and write CSV and markdown."""
     parser = argparse.ArgumentParser(prog="python -m bench.ablation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--subjects", type=int, default=3, help="held-out simulated subjects (default 3)")
-    add_seed(parser, HELD_OUT_SEED, f"first subject seed (default {HELD_OUT_SEED})")
+    add_subject_seed(parser, HELD_OUT_SEED, f"first subject seed (default {HELD_OUT_SEED})")
     parser.add_argument("--shape-scale", type=float, default=1.0, help="simulator shape_scale (<1: smaller heads)")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="sampler settings (default paper)")
     add_weights(parser)
@@ -166,11 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     keys = {c.label: key(c.label, c) for c in CONFIGURATIONS}
     alignment_key = run_key(checksums, settings, crop=args.crop, variation=args.variation,
                             shape_scale=args.shape_scale, source="low and high", device=device.type)
-    header = (f"Preset `{args.preset}`, {args.subjects} held-out simulated subjects (seeds {args.seed}.., "
+    header = (f"Preset `{args.preset}`, {args.subjects} held-out simulated subjects (seeds {args.subject_seed}.., "
               f"{args.variation} simulator parameters), "
               f"shape_scale {args.shape_scale}, " + (f"centred crop {tuple(args.crop)}, " if args.crop else "whole heads, ")
               + f"weights {args.weights}.")
-    subjects = range(args.seed, args.seed + args.subjects)
+    subjects = range(args.subject_seed, args.subject_seed + args.subjects)
     for subject in subjects:
         if runs.find("", subject, kind="alignment", key=alignment_key) is None:
             reason = runs.rerun_reason("", subject, alignment_key, kind="alignment")

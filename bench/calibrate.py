@@ -1,5 +1,5 @@
 """``python -m bench.calibrate --weights DIR --write``: measure what a weights folder does and record it in
-its manifest, where the time-budget planner and the ``auto`` preset read it (:mod:`model.calibration`).
+its manifest, where the time-budget planner and the ``auto`` preset read it (:mod:`model.weights.calibration`).
 
 Each configuration the planner may choose (:data:`CONFIGURATIONS`, those inside the networks' trained
 timesteps) enhances the held-out subjects of both sets — **ordinary** (simulator parameters drawn from the
@@ -7,7 +7,7 @@ training ranges) and **shifted** (every parameter outside them) — and is score
 metric against the 3 T reference inside the brain mask; the raw low-field input (the identity) is scored
 beside them. The score that orders the ladder is the mean over the two sets of each set's mean over
 subjects and contrasts. The networks run in the precision ``--precision auto`` gives on this CPU (bfloat16
-where the processor computes it natively: scores within 0.0005 of float32, docs/speed.md), recorded. Each configuration's cost is its windows on a full 1 mm head (:func:`model.cost.case_cost`).
+where the processor computes it natively: scores within 0.0005 of float32, docs/speed.md), recorded. Each configuration's cost is its windows on a full 1 mm head (:func:`model.execution.plan.plan_case`).
 
 Runs are logged as they finish (``--out``/calibration.jsonl) keyed on the weights' checksums, the settings,
 the set and the crop (:mod:`bench.sweep`), so an interrupted calibration resumes and never mixes weights.
@@ -34,15 +34,15 @@ import torch
 from bench.case import HELD_OUT_SEED, simulated_case
 from bench.cli import FULL_HEAD_SHAPE
 from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
-from model.calibration import (CALIBRATION_FORMAT, CALIBRATION_KEY, RUNG_FIELDS, Rung, levels_outside_training,
+from model.weights.calibration import (CALIBRATION_FORMAT, CALIBRATION_KEY, RUNG_FIELDS, Rung, levels_outside_training,
                                network_checksums)
-from model.calibration import rung as configuration
-from model.cost import case_cost
-from model.enhancer import Enhancer
-from model.options import add_crop, add_weights, add_window
-from model.precision import resolve_precision
-from model.settings import SamplerSettings
-from model.weights import MANIFEST_NAME, read_manifest
+from model.weights.calibration import rung as configuration
+from model.execution.plan import plan_case
+from model.pipeline.enhancer import Enhancer
+from model.cli.options import add_crop, add_weights, add_window
+from model.execution.precision import resolve_precision
+from model.config.settings import SamplerSettings
+from model.weights.manifest import MANIFEST_NAME, read_manifest
 
 log = logging.getLogger("bench.calibrate")
 
@@ -69,7 +69,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__.split("\n\n")[0])
     add_weights(p)
     p.add_argument("--subjects", type=int, default=2, help="held-out subjects per set (default 2)")
-    p.add_argument("--seed", type=int, default=HELD_OUT_SEED + 100, help="first subject's seed of each set")
+    p.add_argument("--subject-seed", type=int, default=HELD_OUT_SEED + 100, help="first subject's seed of each set")
     add_crop(p, help=f"centred crop of each normalised head (default {' '.join(map(str, DEFAULT_CROP))})")
     p.add_argument("--shape-scale", type=float, default=1.0, help="simulated heads at 1/scale mm (tests: smaller heads)")
     add_window(p, help="window size (default the engine's: 128 128 32; tests: smaller networks)")
@@ -106,7 +106,7 @@ def measure(args: argparse.Namespace, rungs: list[Rung], device: torch.device) -
     """Every configuration (and the identity) on every subject of both sets, logged and resumable."""
     runs = RunLog(args.out / "calibration.jsonl")
     checksums = weights_checksums(args.weights)
-    subjects = list(range(args.seed, args.seed + args.subjects))
+    subjects = list(range(args.subject_seed, args.subject_seed + args.subjects))
     for set_name, variation in SETS.items():
         configurations = {f"{set_name}: {rung.label}": rung for rung in [IDENTITY, *rungs]}
 
@@ -134,8 +134,8 @@ def set_metrics(runs: RunLog, label: str, subjects: list[int], key: dict[str, An
 
 
 def calibration_block(args: argparse.Namespace, rungs: list[Rung], runs: RunLog, argv: list[str]) -> dict[str, Any]:
-    """The manifest's ``calibration`` block (:mod:`model.calibration` reads it)."""
-    subjects = list(range(args.seed, args.seed + args.subjects))
+    """The manifest's ``calibration`` block (:mod:`model.weights.calibration` reads it)."""
+    subjects = list(range(args.subject_seed, args.subject_seed + args.subjects))
     manifest = read_manifest(args.weights)
     checksums = weights_checksums(args.weights)
 
@@ -146,7 +146,7 @@ def calibration_block(args: argparse.Namespace, rungs: list[Rung], runs: RunLog,
     configurations = []
     for rung in rungs:
         sets = metrics(rung)
-        cost = case_cost(FULL_HEAD_SHAPE, settings_of(rung))
+        cost = plan_case(settings_of(rung), FULL_HEAD_SHAPE)
         configurations.append({
             "label": rung.label, "settings": {k: rung.changes[k] for k in RUNG_FIELDS},
             "score": round(float(np.mean([s["score"] for s in sets.values()])), 4), "sets": sets,

@@ -21,8 +21,8 @@ from functools import lru_cache
 import numpy as np
 
 from evaluation.metrics import challenge_metrics
-from model.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
-from model.layouts import CONTRASTS
+from model.volumes.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
+from model.volumes.layouts import CONTRASTS
 from simulation import SimulatedSubject, generate_subject, subject_variation
 from simulation.variation import VARIATIONS
 

@@ -31,14 +31,15 @@ from bench.network_size import unet_flops_per_window
 from bench.peak import achieved_tflops, compute_floor_seconds, matmul_peak_tflops
 from bench.report import table, write_json
 from bench.runner import Task, TaskFactory, run_tasks
-from model.cost import case_cost
-from model.engine import select_device, windows_per_call
-from model.enhancer import Enhancer
-from model.operators import add_noise
-from model.options import add_crop, add_device, add_seed, add_weights, add_window, window_of
-from model.settings import PRESETS, SamplerSettings
-from model.weights import MANIFEST_NAME, load_schedule
-from model.windows import window_count
+from model.execution.plan import early_levels_above, plan_case, uses_early_grid
+from model.execution.device import select_device
+from model.execution.engine import windows_per_call
+from model.pipeline.enhancer import Enhancer
+from model.method.operators import add_noise
+from model.cli.options import add_crop, add_device, add_subject_seed, add_weights, add_window, window_of
+from model.config.settings import PRESETS, SamplerSettings
+from model.weights.manifest import MANIFEST_NAME, load_schedule
+from model.execution.windows import window_count
 
 log = logging.getLogger("bench")
 
@@ -55,7 +56,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a 2-window crop, fewer engines, 2 repeats (minutes on a CPU)")
     p.add_argument("--full-volume", action="store_true", help="time the whole head (default on CUDA)")
     p.add_argument("--json", type=Path, help="also write the rows and the summary to this JSON file")
-    add_seed(p, HELD_OUT_SEED, "simulated subject (held out from training)")
+    add_subject_seed(p, HELD_OUT_SEED, "simulated subject (held out from training)")
     p.add_argument("--shape-scale", type=float, default=1.0, help="simulation grid scale (1: the 1 mm head)")
     add_crop(p, f"time a centred crop of the head (CPU default {' '.join(map(str, CPU_CROP))})")
     add_window(p)
@@ -102,11 +103,11 @@ def machine(device: torch.device) -> dict[str, Any]:
 def preset_label(name: str, s: SamplerSettings) -> tuple[str, str]:
     """('preset NAME: K, J, levels', 'overlap description') of a preset."""
     a, e = s.algorithm, s.engine
-    label = f"preset {name}: K {a.bridge_timestep}, J {a.refinements}, {len(case_cost((1, 1, 1), s).levels)} levels"
+    label = f"preset {name}: K {a.bridge_timestep}, J {a.refinements}, {len(plan_case(s, (1, 1, 1)).levels)} levels"
     label += f" ({a.level_spacing})" if a.level_stride > 1 else ""
     overlaps = f"{e.overlap:g}"
-    if s.uses_early_grid:
-        overlaps += f"; {e.early_overlap:g} shifted above t={s.early_levels_above}"
+    if uses_early_grid(s):
+        overlaps += f"; {e.early_overlap:g} shifted above t={early_levels_above(s)}"
     return label, overlaps
 
 
@@ -122,7 +123,7 @@ class Benchmark:
             presets = {name: presets[name] for name in args.presets}
         self.presets = {name: s.updated(window=window) for name, s in presets.items()}
         self.paper = PRESETS["paper"].updated(window=window)
-        self.case = simulated_case(args.seed, args.shape_scale, crop_for(args, device))
+        self.case = simulated_case(args.subject_seed, args.shape_scale, crop_for(args, device))
         log.info("benchmark volume: %s", self.case.name)
         x0 = torch.from_numpy(self.case.network_input)[None].to(device)
         noise = torch.randn(x0.shape, generator=torch.Generator(device).manual_seed(0), device=device)
@@ -182,7 +183,7 @@ class Benchmark:
         default = rows[1]
         for row in rows:
             row["achieved_tflops"] = achieved_tflops(self.unet_flops, row["windows_per_second"])
-        paper_windows = case_cost(FULL_HEAD_SHAPE, self.paper).unet_windows
+        paper_windows = plan_case(self.paper, FULL_HEAD_SHAPE).unet_windows
         return {
             "unet_gflop_per_window": self.unet_flops / 1e9,
             "measured_peak_tflops": self.peak,
@@ -216,7 +217,7 @@ class Benchmark:
         task = self.need(engine, "diffusion", overlap)
         naive = self.need(NAIVE, "diffusion", overlap)
         bridge = self.need(NAIVE if engine.naive else default_engine(self.window), "bridge", overlap)
-        evaluations = case_cost(FULL_HEAD_SHAPE, self.paper).evaluations
+        evaluations = plan_case(self.paper, FULL_HEAD_SHAPE).evaluations
         windows = self.full_head_windows(overlap)
         voxels = math.prod(self.paper.engine.window)
         timing = self._timing_fields(task)
@@ -240,7 +241,7 @@ class Benchmark:
         """One preset with its own engine settings; per-case time summed over its window grids
         (evaluations on each grid times its full-head windows over the engine's windows per second)."""
         engine = Engine(f"preset {name}", settings.engine)
-        cost = case_cost(FULL_HEAD_SHAPE, settings)
+        cost = plan_case(settings, FULL_HEAD_SHAPE)
         overlap, voxels = settings.engine.overlap, math.prod(settings.engine.window)
         main = self.need(engine, "diffusion", self.paper.engine.overlap)
         bridge = self.need(engine, "bridge", self.paper.engine.overlap)
@@ -276,10 +277,11 @@ class Benchmark:
         enhancer = Enhancer(settings.updated(mode="full"), self.args.weights, self.device)
         timings = Timings()
         with PeakMemory(self.device) as peak:
-            enhanced = timings.timed(lambda: enhancer.enhance(self.case.network_input), self.device)
+            enhancement = timings.timed(lambda: enhancer.enhance(self.case.network_input), self.device)
+        enhanced = enhancement.volume
         scores = case_score(self.case, enhanced)
         return {"score": scores["score"], "metrics": scores, "end_to_end_seconds": timings.seconds[0],
-                "end_to_end_evaluations": enhancer.counts.evaluations,
+                "end_to_end_evaluations": enhancement.counts.evaluations,
                 "end_to_end_peak_host_mb": peak.host_bytes / MB, "end_to_end_volume": self.case.name}
 
 

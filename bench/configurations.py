@@ -1,4 +1,4 @@
-"""What the benchmark compares: evaluation engines (a preset's cost per case is :func:`model.cost.case_cost`)."""
+"""What the benchmark compares: evaluation engines (a preset's cost per case is :func:`model.execution.plan.plan_case`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.precision import cpu_has_native_bfloat16
-from model.settings import PRESETS, EngineSettings, SamplerSettings
+from model.execution.precision import cpu_has_native_bfloat16
+from model.config.settings import PRESETS, EngineSettings, SamplerSettings
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.options import add_weights
-from model.precision import cpu_has_native_bfloat16
-from model.weights import load_network
+from model.cli.options import add_weights
+from model.execution.precision import cpu_has_native_bfloat16
+from model.weights.manifest import load_network
 
 WINDOW = (128, 128, 32)
 CATEGORIES = (  # operator name fragment -> category, first match wins

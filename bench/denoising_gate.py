@@ -1,7 +1,7 @@
 """``python -m bench.denoising_gate``: is the diffusion network a better denoiser than a classical one?
 
 Algorithm 1 re-noises its running clean estimate to level t and takes the network's one-step
-clean estimate ``x0_hat = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(abar_t)`` (SPEC 3.2):
+clean estimate ``x0_hat = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(abar_t)`` (docs/method.md: the two operators):
 at every level it visits, the network is a denoiser of Gaussian noise of standard deviation
 ``sigma_t = sqrt((1 - abar_t) / abar_t)`` (in clean-image units). If a Gaussian blur or total
 variation removes that noise better, or if the noisy input itself is closer to the clean image, the
@@ -42,12 +42,12 @@ from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_tv_chambolle
 
 from bench.case import HELD_OUT_SEED, add_variation, centred_crop
-from model.intensity import normalise_contrasts
-from model.layouts import CONTRASTS
-from model.operators import add_noise, estimate_x0
-from model.options import DEFAULT_WEIGHTS
-from model.schedule import NoiseSchedule, cosine_schedule
-from model.weights import load_network, load_schedule
+from model.volumes.intensity import normalise_contrasts
+from model.volumes.layouts import CONTRASTS
+from model.method.operators import add_noise, estimate_x0
+from model.cli.options import DEFAULT_WEIGHTS
+from model.method.schedule import NoiseSchedule, cosine_schedule
+from model.weights.manifest import load_network, load_schedule
 
 DEFAULT_TIMESTEPS = (1, 5, 10, 25, 50, 100, 200, 400)  # the `cpu` chain's 25, 10, 1 and the levels above
 DEFAULT_CROP = (96, 96, 48)
@@ -213,7 +213,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                    help="weights folder(s), compared on the same crops and noise (default: the shipped weights)")
     p.add_argument("--timesteps", type=int, nargs="+", default=list(DEFAULT_TIMESTEPS))
     p.add_argument("--subjects", type=int, default=2, help="held-out simulated subjects")
-    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first held-out subject's seed")
+    p.add_argument("--subject-seed", type=int, default=HELD_OUT_SEED, help="first held-out subject's seed")
     add_variation(p)
     p.add_argument("--crop", type=int, nargs=3, default=list(DEFAULT_CROP), metavar=("X", "Y", "Z"))
     p.add_argument("--shape-scale", type=float, default=1.0)
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --timesteps must lie in 1..{schedule.num_timesteps}, got {bad}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    crops = held_out_crops(arguments.subjects, arguments.seed, arguments.crop, arguments.variation, arguments.shape_scale)
+    crops = held_out_crops(arguments.subjects, arguments.subject_seed, arguments.crop, arguments.variation, arguments.shape_scale)
     rows = gate_table(networks, crops, arguments.timesteps, schedule)
     print(f"denoising gate: {', '.join(f'{n} = {p}' for n, p in zip(networks, arguments.weights))}; "
           f"{arguments.subjects} held-out subjects ({arguments.variation}), crop {'x'.join(map(str, arguments.crop))}, "

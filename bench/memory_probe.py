@@ -2,7 +2,7 @@
 
 For the ``paper`` preset on a 16 GB T4: the networks' activations for one batch of windows are
 what grows with the window and the batch; the volumes Algorithm 1 keeps (about ten float32 copies
-of the 3-channel volume, :mod:`model.memory`) come on top. ``--paper-networks`` probes the paper-size
+of the 3-channel volume, :mod:`model.execution.memory`) come on top. ``--paper-networks`` probes the paper-size
 networks (the default ``UNetConfig()`` and ``BridgeConfig()``, random weights: memory does not
 depend on the values) instead of those in ``--weights``. On the CPU the resident-set growth of an
 eager inference-mode forward stands in for the GPU's allocation (same tensors, no cuDNN workspace).
@@ -19,12 +19,13 @@ import torch
 
 from bench.cli import FULL_HEAD_SHAPE
 from bench.measure import MB, PeakMemory
-from model.bridge import Bridge, BridgeConfig
-from model.engine import select_device
-from model.memory import VOLUME_COPIES
-from model.options import add_device, add_weights
-from model.unet import MPUNet3D, UNetConfig
-from model.weights import load_network
+from model.networks.bridge import Bridge, BridgeConfig
+from model.execution.device import select_device
+from model.execution.memory import VOLUME_COPIES
+from model.cli.options import add_device, add_weights
+from model.networks.unet import MPUNet3D
+from model.networks.unet_config import UNetConfig
+from model.weights.manifest import load_network
 
 
 def probe(network: torch.nn.Module, call, batch: int, window: tuple[int, ...], device: torch.device) -> dict:

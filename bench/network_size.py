@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from model.unet import MPUNet3D, UNetConfig, tiny_config
-from model.weights import MANIFEST_NAME
+from model.networks.unet import MPUNet3D
+from model.networks.unet_config import UNetConfig, tiny_config
+from model.weights.manifest import MANIFEST_NAME
 
 
 def describe(config: UNetConfig | None = None, device: str | torch.device = "meta") -> dict[str, Any]:

@@ -17,8 +17,8 @@ import time
 import torch
 
 from bench.measure import synchronize
-from model.engine import select_device
-from model.options import add_device
+from model.execution.device import select_device
+from model.cli.options import add_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -5,7 +5,7 @@ simulated subjects end to end; the challenge's final score against the 3 T refer
 over subjects and contrasts. Time is given two ways: measured seconds on the volume that was
 enhanced, and the configuration's cost on a full 1 mm head relative to ``paper`` (U-Net windows
 of every evaluation plus the bridge's, counted on the full head's window grids,
-:func:`model.cost.case_cost`), on the presets' window whatever window the runs used. ``--bench-json`` (a ``python -m bench`` result) turns that into full-head seconds with
+:func:`model.execution.plan.plan_case`), on the presets' window whatever window the runs used. ``--bench-json`` (a ``python -m bench`` result) turns that into full-head seconds with
 the windows per second of its default engine.
 
 The identity row scores the raw low-field input (as the paper's row 1, the demo and the organisers do),
@@ -35,11 +35,11 @@ import torch
 from bench.case import HELD_OUT_SEED, add_variation, simulated_case
 from bench.cli import FULL_HEAD_SHAPE
 from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
-from model.cost import case_cost
-from model.engine import select_device
-from model.enhancer import Enhancer
-from model.options import add_crop, add_device, add_seed, add_weights, add_window, configured, window_of
-from model.settings import PRESETS, SamplerSettings
+from model.execution.plan import plan_case
+from model.execution.device import select_device
+from model.pipeline.enhancer import Enhancer
+from model.cli.options import add_crop, add_device, add_subject_seed, add_weights, add_window, configured, window_of
+from model.config.settings import PRESETS, SamplerSettings
 
 log = logging.getLogger("bench.quality")
 
@@ -69,7 +69,7 @@ def warm_up(enhancer: Enhancer, case) -> None:
     """One evaluation, so that compilation (when the settings compile) is not in any run's time."""
     started = time.perf_counter()
     x = torch.from_numpy(case.network_input)[None].to(enhancer.device)
-    plans = enhancer.prepare(case.shape)
+    plans = enhancer.prepare(enhancer.plan(case.shape))
     with enhancer.engine.running():
         enhancer.engine.denoiser(plans, 0)(x, enhancer.settings.algorithm.bridge_timestep)
     log.info("warm-up evaluation (compilation included) %.0f s", time.perf_counter() - started)
@@ -80,7 +80,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     add_weights(p)
     add_device(p)
     p.add_argument("--subjects", type=int, default=2, help="held-out simulated subjects")
-    add_seed(p, HELD_OUT_SEED, "first subject's seed (then seed+1, ...)")
+    add_subject_seed(p, HELD_OUT_SEED, "first subject's seed (then seed+1, ...)")
     p.add_argument("--shape-scale", type=float, default=1.0)
     add_crop(p)
     add_window(p)
@@ -113,7 +113,7 @@ def summarise(runs: RunLog, curve: dict[str, SamplerSettings], bench: dict | Non
     only the runs of those subjects under their configuration's key count."""
     window = tuple(bench["window"]) if bench is not None else PRESETS["paper"].engine.window
     document["cost_window"] = list(window)
-    paper = case_cost(FULL_HEAD_SHAPE, PRESETS["paper"].updated(window=window)).windows
+    paper = plan_case(PRESETS["paper"].updated(window=window), FULL_HEAD_SHAPE).windows
     wps = None
     if bench is not None:
         default = next(r for r in bench["rows"] if r["configuration"] == bench["default_configuration"])
@@ -123,7 +123,7 @@ def summarise(runs: RunLog, curve: dict[str, SamplerSettings], bench: dict | Non
         finished = runs.runs(label) if keys is None else runs.current(label, subjects, keys[label])
         if not finished:
             continue
-        windows = case_cost(FULL_HEAD_SHAPE, settings.updated(window=window)).windows
+        windows = plan_case(settings.updated(window=window), FULL_HEAD_SHAPE).windows
         rows.append({
             "label": label, "settings": settings.to_dict(), "subjects": len(finished),
             "score": float(np.mean([r["metrics"]["score"] for r in finished])),
@@ -167,13 +167,14 @@ class CurveRun:
             settings = settings.updated(compile="off" if self.args.no_compile else "on")
         case = simulated_case(subject, self.args.shape_scale, self.args.crop, variation=self.args.variation)
         enhancer = Enhancer(settings, self.args.weights, self.device)
-        if enhancer.engine.unet is not None:
+        if enhancer.engine.unet is not None:  # one U-Net (compiled once, when compiled) shared by every run
             if self.shared_unet is None:
                 if enhancer.settings.engine.compile != "off":
                     warm_up(enhancer, case)
                 self.shared_unet = enhancer.engine.unet
-            enhancer.engine.unet = self.shared_unet
-        wps, windows = windows_per_second(self.runs), case_cost(case.shape, settings).windows
+            enhancer = Enhancer.from_networks(settings, self.device, enhancer.schedule, unet=self.shared_unet,
+                                              bridge=enhancer.engine.bridge, weights_dir=self.args.weights)
+        wps, windows = windows_per_second(self.runs), plan_case(settings, case.shape).windows
         if wps and windows / wps > self.args.max_run_seconds:
             log.info("skip %s on subject %d: about %.0f s", label, subject, windows / wps)
             return None
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu":  # as CurveRun runs them, so that the runs' keys say so
         curve = {label: s.updated(compile="off" if args.no_compile else "on") for label, s in curve.items()}
     manifest = json.loads((args.weights / "manifest.json").read_text())
-    subjects = [args.seed + i for i in range(args.subjects)]
+    subjects = [args.subject_seed + i for i in range(args.subjects)]
     runs = RunLog(args.out / "quality.jsonl")
     checksums = weights_checksums(args.weights)
     keys = {label: run_key(checksums, settings, crop=args.crop, variation=args.variation, shape_scale=args.shape_scale,

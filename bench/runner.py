@@ -18,11 +18,11 @@ import torch
 from bench.configurations import Engine
 from bench.measure import PeakMemory, Timings
 from bench.naive import naive_bridge, naive_denoiser
-from model.engine import CompiledNetwork
-from model.enhancer import Enhancer
-from model.settings import SamplerSettings
-from model.weights import load_network
-from model.windows import window_count
+from model.execution.engine import CompiledNetwork
+from model.pipeline.enhancer import Enhancer
+from model.config.settings import SamplerSettings
+from model.weights.manifest import load_network
+from model.execution.windows import window_count
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class TaskFactory:
         return self._naive_networks[name]
 
     def task(self, engine: Engine, network: str, overlap: float) -> Task:
-        """One task; for the fast engine this goes through :class:`model.enhancer.Enhancer` and its engine."""
+        """One task; for the fast engine this goes through :class:`model.pipeline.enhancer.Enhancer` and its engine."""
         window = self.base.engine.window
         windows = window_count(self.shape, window, overlap)
         x_t, level = self.x_t, self.level
@@ -78,7 +78,7 @@ class TaskFactory:
         execution = replace(engine.settings, window=window, overlap=overlap, early_overlap=None, early_levels_fraction=0.0,
                             compile=engine.settings.compile if network == "diffusion" else "off")
         enhancer = Enhancer(SamplerSettings(self.base.algorithm, execution).updated(mode="full"), self.weights, self.device)
-        plans = enhancer.prepare(self.shape)  # compiles the U-Net when the settings say so
+        plans = enhancer.prepare(enhancer.plan(self.shape))  # compiles the U-Net when the settings say so
         evaluate = (enhancer.engine.denoiser(plans, enhancer.settings.algorithm.seed) if network == "diffusion"
                     else enhancer.engine.bridge_residual(plans))
         arguments = (x_t, level) if network == "diffusion" else (x_t,)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from model.bridge import Bridge, BridgeConfig
-from model.unet import MPUNet3D, UNetConfig
-from model.weights import save_networks
+from model.networks.bridge import Bridge, BridgeConfig
+from model.networks.unet import MPUNet3D
+from model.networks.unet_config import UNetConfig
+from model.weights.manifest import save_networks
 
 # The shape of training/configs/cpu-small.toml's networks.
 SMALL_UNET = dict(model_channels=8, channel_mult=(1, 2, 2), num_blocks=1, channels_per_head=8, window=(64, 64, 32))
@@ -38,12 +39,12 @@ def scratch_networks(seed: int = 0, unet: dict | None = None, bridge: dict | Non
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scratch_weights", description=__doc__.split("\n\n")[0])
     p.add_argument("directory", type=Path)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-seed", type=int, default=0, help="seed of the random initialisation")
     p.add_argument("--paper-size", action="store_true",
                    help="the default (paper-size) UNetConfig() and BridgeConfig() instead of the small ones")
     args = p.parse_args(argv)
     sizes = dict(unet={}, bridge={}) if args.paper_size else {}
-    networks = scratch_networks(args.seed, **sizes)
+    networks = scratch_networks(args.init_seed, **sizes)
     manifest = save_networks(args.directory, networks, trained=False,
                              provenance={"source": "bench.scratch_weights: random initialisation, for benchmarking"})
     print(manifest)

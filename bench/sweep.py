@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.case import BenchCase, contrast_scores, mean_scores, raw_input_scores
-from model.enhancer import Enhancer
-from model.sampler import Mode
-from model.settings import SamplerSettings
-from model.weights import read_manifest, sha256_of
+from model.pipeline.enhancer import Enhancer
+from model.method.sampler import Mode
+from model.config.settings import SamplerSettings
+from model.weights.manifest import read_manifest, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,11 @@ def enhance_and_score(enhancer: Enhancer, case: BenchCase, *, clipped_identity: 
     ``clipped_identity``: then, like every other mode, the output written back on the input's scale (for the
     identity, the input after the product's percentile clipping)."""
     started = time.perf_counter()
-    enhanced = enhancer.enhance(case.network_input)
+    enhancement = enhancer.enhance(case.network_input)
+    enhanced = enhancement.volume
     seconds = time.perf_counter() - started
     scoring = scored(enhancer.settings, clipped_identity)
-    counts = enhancer.counts
+    counts = enhancement.counts
     rows = raw_input_scores(case) if scoring == RAW_INPUT else contrast_scores(case, enhanced)
     return {"settings": enhancer.settings.to_dict(), "seconds": seconds, "evaluations": counts.evaluations,
             "unet_windows": counts.windows, "bridge_windows": counts.bridge_windows, "scored": scoring,

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from bench.case import add_variation, case_score, simulated_case
-from model.engine import select_device
-from model.enhancer import Enhancer
+from model.execution.device import select_device
+from model.pipeline.enhancer import Enhancer
 from model.errors import DeviceError
-from model.options import add_crop, add_device, add_weights, add_window, window_of
-from model.settings import preset
+from model.cli.options import add_crop, add_device, add_weights, add_window, window_of
+from model.config.settings import preset
 
 log = logging.getLogger(__name__)
 DEMO_SEED = 9001
@@ -56,10 +56,11 @@ def preset_rows(case, args, device) -> list[dict]:
                 continue
             reset_peak(device)
             started = time.perf_counter()
-            enhanced = enhancer.enhance(case.network_input)
+            enhancement = enhancer.enhance(case.network_input)
+            enhanced, counts = enhancement.volume, enhancement.counts
             seconds = time.perf_counter() - started
-            row.update(resolved=enhancer.engine.precision, seconds=seconds, windows=enhancer.counts.windows
-                       + enhancer.counts.bridge_windows, peak_mb=peak_memory_mb(device), **case_score(case, enhanced))
+            row.update(resolved=enhancer.precision, seconds=seconds, windows=counts.windows
+                       + counts.bridge_windows, peak_mb=peak_memory_mb(device), **case_score(case, enhanced))
             rows.append(row)
             log.info("%s at %s: %.1f s, score %.4f", name, precision, seconds, row["score"])
     return rows
@@ -70,12 +71,12 @@ def budget_rows(case, args, device) -> list[dict]:
     enhancer = Enhancer(preset(args.planned).updated(window=window_of(args)), args.weights, device)
     for budget in args.budgets:
         started = time.perf_counter()
-        enhanced = enhancer.enhance(case.network_input, deadline=time.monotonic() + budget)
+        enhancement = enhancer.enhance(case.network_input, deadline=time.monotonic() + budget)
         seconds = time.perf_counter() - started
-        plan = enhancer.last_plan
-        rows.append({"budget": budget, "plan": plan.label, "fits": plan.fits, "estimate": plan.estimate,
-                     "seconds": seconds, "ratio": seconds / budget, **case_score(case, enhanced)})
-        log.info("budget %.0f s: %s, estimated %.0f s, took %.1f s", budget, plan.label, plan.estimate, seconds)
+        choice = enhancement.budget
+        rows.append({"budget": budget, "plan": choice.label, "fits": choice.fits, "estimate": choice.estimate,
+                     "seconds": seconds, "ratio": seconds / budget, **case_score(case, enhancement.volume)})
+        log.info("budget %.0f s: %s, estimated %.0f s, took %.1f s", budget, choice.label, choice.estimate, seconds)
     return rows
 
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     add_window(parser)
     add_variation(parser)
     parser.add_argument("--shape-scale", type=float, default=1.0, help="grid 1/scale mm (default 1: the 1 mm head)")
-    parser.add_argument("--seed", type=int, default=DEMO_SEED, help=f"simulated subject (default {DEMO_SEED}, the demo's)")
+    parser.add_argument("--subject-seed", type=int, default=DEMO_SEED, help=f"simulated subject (default {DEMO_SEED}, the demo's)")
     parser.add_argument("--presets", nargs="*", default=["cpu", "fast"])
     parser.add_argument("--precisions", nargs="*", default=["float32", "bfloat16", "float16"])
     parser.add_argument("--planned", default="paper", help="preset asked for under each budget (default paper)")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     device = select_device(args.device)
-    case = simulated_case(args.seed, args.shape_scale, crop=args.crop, variation=args.variation)
+    case = simulated_case(args.subject_seed, args.shape_scale, crop=args.crop, variation=args.variation)
     presets, budgets = preset_rows(case, args, device), budget_rows(case, args, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     text = markdown(presets, budgets, name, case.name)

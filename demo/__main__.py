@@ -32,7 +32,7 @@ DEMO_SUBJECT, DEMO_SEED = "SIM9001", 9001
 
 def read_field(root: Path, folder: str, subject: str) -> np.ndarray:
     """(3, X, Y, Z) volumes of one subject's folder."""
-    from model.volume_io import image_to_array, read_volume
+    from model.volumes.images import image_to_array, read_volume
 
     return np.stack([image_to_array(read_volume(root / subject / folder / f"{subject}_{c}.nii.gz", c))
                      for c in ("T1", "T2", "FLAIR")])
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<22}" + "".join(f"{summary[k]:>{widths[k]}.4f}" for k in METRIC_KEYS))
 
     mask_path = args.data / "Masks" / DEMO_SUBJECT / f"{DEMO_SUBJECT}_T1.nii.gz"
-    from model.volume_io import image_to_array, read_volume
+    from model.volumes.images import image_to_array, read_volume
 
     from demo.montage import save_comparison
 

@@ -1,1 +1,1 @@
-"""The challenge's metric (SPEC 5) and scoring of a prediction root against a reference root."""
+"""The challenge's metric (docs/data-and-metric.md) and scoring of a prediction root against a reference root."""

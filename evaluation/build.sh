@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the organisers' evaluation image (evaluation/Dockerfile) from a context of its own: the
-# evaluation package, the four modules of model/ it reads, and evaluation/requirements.txt.
+# evaluation package, the modules of model/ it reads (errors, volumes/layouts, volumes/nifti and their packages), evaluation/requirements.txt and the
+# constraints file that pins every dependency (evaluation/constraints.txt).
 #
 #   evaluation/build.sh [--base IMAGE] [--tag NAME:TAG] [--network MODE] [-- docker build args]
 #
@@ -32,9 +33,10 @@ ctx="$(mktemp -d "${TMPDIR:-/tmp}/ulf-evaluation-context.XXXXXX")"
 trap 'rm -rf "$ctx"' EXIT
 cp "$here/Dockerfile" "$ctx/Dockerfile"
 cp "$here/requirements.txt" "$ctx/requirements.txt"
+cp "$here/constraints.txt" "$ctx/constraints.txt"
 printf 'Dockerfile\n.dockerignore\n' > "$ctx/.dockerignore"
 tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude=Dockerfile --exclude=build.sh \
-    --exclude=requirements.txt -cf - evaluation model/__init__.py model/layouts.py model/errors.py model/nifti_checks.py | tar -C "$ctx" -xf -
+    --exclude=requirements.txt --exclude=constraints.txt -cf - evaluation model/__init__.py model/errors.py model/volumes/__init__.py model/volumes/layouts.py model/volumes/nifti.py | tar -C "$ctx" -xf -
 args=(-t "$image" -f "$ctx/Dockerfile")
 [[ -n "$base" ]] && args+=(--build-arg "BASE_IMAGE=$base")
 [[ -n "$network" ]] && args+=(--network "$network")

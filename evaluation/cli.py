@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from model.errors import EnhancementError
-from model.layouts import ENHANCED
+from model.volumes.layouts import ENHANCED
 from evaluation.report import format_table, write_csv, write_json
 from evaluation.scoring import EvaluationInputError, score_roots
 

@@ -1,4 +1,4 @@
-"""The challenge's metric, exactly as the organisers' final evaluation defines it (SPEC 5).
+"""The challenge's metric, exactly as the organisers' final evaluation defines it (docs/data-and-metric.md).
 
 Per subject and contrast, with the brain mask M (the subject's T1 mask > 0.5):
 
@@ -16,7 +16,8 @@ The earlier ranking metric is reported too, labelled: ``ssim_unmasked`` is sciki
 SSIM of the whole (unmasked) min-max normalised volumes, ``psnr_standard`` the usual
 10 log10(1 / MSE) over the whole normalised volumes (MSE floored at 1e-10, so at most 100 dB).
 
-To compare with the paper's Table 1 (whose PSNR fits neither of the above, SPEC 5),
+The paper's Table 1 PSNR fits neither of the above: a per-voxel PSNR is always at least
+-20 log10(MAE + 1e-4), 22.8 dB for the Table's MAE of 0.072, yet it prints 17.544 dB. To compare with it,
 ``psnr_masked_standard`` is the standard PSNR over the mask, 10 log10(1 / mean_M((p - r)^2)), on the
 same normalised, masked volumes as the challenge's metric (MSE floored the same way).
 """
@@ -52,7 +53,7 @@ def standard_psnr(mean_squared_error: float) -> float:
 
 
 def final_score(ssim: float, psnr: float, mae: float, nmse: float) -> float:
-    """The challenge's final score (SPEC 5 step 7): 0.7 SSIM + 0.1 PSNR/32 + 0.1 (1 - MAE) + 0.1 (1 - NMSE)."""
+    """The challenge's final score (step 7 above): 0.7 SSIM + 0.1 PSNR/32 + 0.1 (1 - MAE) + 0.1 (1 - NMSE)."""
     return (WEIGHTS["ssim"] * ssim + WEIGHTS["psnr"] * psnr / PSNR_SCALE
             + WEIGHTS["mae"] * (1.0 - mae) + WEIGHTS["nmse"] * (1.0 - nmse))
 
@@ -67,7 +68,7 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 
 
 def masked_ssim(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
-    """Mean over M of scikit-image's full SSIM map of the masked volumes (SPEC 5 step 2).
+    """Mean over M of scikit-image's full SSIM map of the masked volumes (step 2 above).
 
     Computed on the bounding box of M grown by the window's half-width plus one: every voxel of M
     sees the same 7-voxel neighbourhood (and the same reflected border, where the box touches the
@@ -81,7 +82,7 @@ def masked_ssim(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray)
 
 def challenge_metrics(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray, *,
                       unmasked: bool = True) -> dict[str, float]:
-    """The challenge's metrics of one volume (SPEC 5 steps 1-5, 7) plus the earlier unmasked SSIM and standard PSNR.
+    """The challenge's metrics of one volume (steps 1-5 and 7 above) plus the earlier unmasked SSIM and standard PSNR.
 
     ``mask`` is the brain mask (values > 0.5 count); ``prediction``, ``reference`` and ``mask`` must
     have the same shape. Returns ssim, psnr, mae, nmse, score, psnr_masked_standard (the paper's Table 1

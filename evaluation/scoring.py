@@ -1,7 +1,7 @@
 """Scoring a prediction root against a reference root (ULF-EnC layout) with the challenge's metric.
 
 A volume with NaN or infinite voxels is never scored: SimpleITK 2.5 reads a float NIfTI's NaN voxels as
-zeros, so NIfTI files are scanned in their own bytes first (:func:`model.nifti_checks.check_nifti`, as the
+zeros, so NIfTI files are scanned in their own bytes first (:func:`model.volumes.nifti.check_nifti`, as the
 enhancement scans its inputs), and every volume read is checked again. Such a prediction is a failed
 case (status ``non-finite``, the count in its error, the worst value of every metric, as a missing one);
 the evaluation container refuses a submission holding one (docs/evaluation.md). A reference volume or
@@ -20,14 +20,25 @@ import numpy as np
 import SimpleITK as sitk
 
 from model.errors import InputError
-from model.layouts import CONTRASTS, ENHANCED, HIGH_FIELD, mask_path, reference_subjects, volume_path
-from model.nifti_checks import check_nifti
+from model.volumes.layouts import CONTRASTS, ENHANCED, HIGH_FIELD, mask_path, reference_subjects, volume_path
+from model.volumes.nifti import check_nifti
 from evaluation.metrics import FAILURE_VALUES, METRIC_KEYS, challenge_metrics, final_score
 
 
 class EvaluationInputError(Exception):
     """The reference or prediction root cannot be evaluated (missing folder, subject or mask)."""
 
+
+DEFINITIONS = {
+    "ssim, psnr, mae, nmse, score": "challenge final metric (docs/data-and-metric.md, 'The metric'): brain-masked, "
+                                    "min-max normalised; psnr is the per-voxel PSNR map averaged over the mask; "
+                                    "score = 0.7 ssim + 0.1 psnr/32 + 0.1 (1 - mae) + 0.1 (1 - nmse) of the means",
+    "psnr_masked_standard": "standard PSNR over the mask, 10 log10(1 / mean_M((p - r)^2)), on the same normalised, "
+                            "masked volumes: the PSNR the paper's Table 1 fits, for comparison",
+    "ssim_unmasked, psnr_standard": "earlier ranking: whole-volume SSIM and standard PSNR, min-max normalised",
+    "failures": "missing, unreadable, misshapen or non-finite (NaN or infinite voxels) predictions count with "
+                "ssim 0, psnr 0, mae 1, nmse 1",
+}
 
 NON_FINITE = "NaN or infinite"  # in check_nifti's message for such voxels (and in ours)
 
@@ -118,7 +129,8 @@ def score_files(reference_root: Path, subject: str, predictions: dict[str, Path]
 
 
 def _mean_metrics(rows: list[dict]) -> dict[str, float]:
-    """Mean of each metric over ``rows``; the score is the final score of the means (SPEC 5 steps 6-7)."""
+    """Mean of each metric over ``rows``; the score is the final score of the means (the challenge's steps 6-7,
+    :mod:`evaluation.metrics`)."""
     means = {key: float(np.mean([row[key] for row in rows])) for key in METRIC_KEYS}
     means["score"] = final_score(means["ssim"], means["psnr"], means["mae"], means["nmse"])
     return means
@@ -132,15 +144,7 @@ def summarise(rows: list[dict]) -> dict:
                "subjects": sorted({row["subject"] for row in rows})}
     summary["per_contrast"] = {c: _mean_metrics([r for r in rows if r["contrast"] == c])
                                for c in CONTRASTS if any(r["contrast"] == c for r in rows)}
-    summary["definitions"] = {
-        "ssim, psnr, mae, nmse, score": "challenge final metric (SPEC 5): brain-masked, min-max normalised; "
-                                        "psnr is the per-voxel PSNR map averaged over the mask",
-        "psnr_masked_standard": "standard PSNR over the mask, 10 log10(1 / mean_M((p - r)^2)), on the same "
-                                "normalised, masked volumes: the PSNR the paper's Table 1 fits (SPEC 5), for comparison",
-        "ssim_unmasked, psnr_standard": "earlier ranking: whole-volume SSIM and standard PSNR, min-max normalised",
-        "failures": "missing, unreadable, misshapen or non-finite (NaN or infinite voxels) predictions count with "
-                    "ssim 0, psnr 0, mae 1, nmse 1",
-    }
+    summary["definitions"] = dict(DEFINITIONS)
     return summary
 
 
@@ -165,20 +169,24 @@ def score_roots(reference_root: Path, prediction_root: Path, *, subjects: list[s
     if not found:
         raise EvaluationInputError(f"no subjects (folders with a {HIGH_FIELD}/ folder) in {reference_root}")
     jobs = [(reference_root, prediction_root, subject, folder) for subject in found]
+    rows = [row for subject_rows in per_subject(score_subject, jobs, workers, progress) for row in subject_rows]
+    return rows, summarise(rows)
+
+
+def per_subject(function, jobs: list[tuple], workers: int = 1, progress: bool = False) -> list:
+    """``[function(*job) for job in jobs]``, in that order, over up to ``workers`` processes (capped by
+    :func:`usable_workers`). The scoring is deterministic numpy, so any number of workers gives the same
+    results in the same order as one. Where the processes cannot start or one dies (a process limit, say),
+    it warns and computes in this process instead; an error of ``function`` itself is raised as it is."""
     workers = usable_workers(workers, len(jobs))
-    per_subject = None
     if workers > 1:
         try:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                results = pool.map(score_subject, *zip(*jobs))
-                per_subject = list(_progress(results, len(jobs), progress))
+                return list(_progress(pool.map(function, *zip(*jobs)), len(jobs), progress))
         except (OSError, BrokenProcessPool) as error:  # e.g. a process limit: no fork, or a worker killed
             print(f"warning: {workers} worker processes could not run ({error or type(error).__name__}); "
                   "scoring in this process instead", file=sys.stderr)
-    if per_subject is None:
-        per_subject = [score_subject(*job) for job in _progress(jobs, len(jobs), progress)]
-    rows = [row for subject_rows in per_subject for row in subject_rows]
-    return rows, summarise(rows)
+    return [function(*job) for job in _progress(jobs, len(jobs), progress)]
 
 
 def usable_workers(workers: int, subjects: int) -> int:

@@ -5,7 +5,7 @@
   ``{"interface": {"slug": ..., "relative_path": ...}, "image": {"name": ...}}``. A job's output of
   socket S is the one image file (``.mha``/``.tif``) in ``/input/<pk>/output/<relative_path of S>/``;
   the job's subject is the reference subject whose ID the low-field T1 input's image name carries
-  (e.g. ``POCEMR001_T1.mha``). Socket slugs are those of :mod:`model.layouts` (``ULF_SOCKET_*``,
+  (e.g. ``POCEMR001_T1.mha``). Socket slugs are those of :mod:`model.volumes.layouts` (``ULF_SOCKET_*``,
   ``ULF_OUTPUT_SOCKET_*`` override them).
 * **Local (ULF-EnC layout)**: ``PRED/<ID>/Enhanced/<ID>_{T1,T2,FLAIR}.nii.gz`` for every subject folder.
 
@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.layouts import CONTRASTS, ENHANCED, GRAND_CHALLENGE_SUFFIXES, socket_slugs, volume_path
+from model.volumes.layouts import CONTRASTS, ENHANCED, GRAND_CHALLENGE_SUFFIXES, socket_slugs, volume_path
 
 PREDICTIONS_JSON = "predictions.json"
 

@@ -29,7 +29,7 @@ from evalutils.validators import NumberOfCasesValidator, UniqueImagesValidator, 
 from pandas import DataFrame
 
 from evaluation.submission import PredictedVolume, SubmissionError
-from model.layouts import CONTRASTS, HIGH_FIELD, volume_path
+from model.volumes.layouts import CONTRASTS, HIGH_FIELD, volume_path
 
 SPACING_RTOL, ORIGIN_ATOL_MM, DIRECTION_ATOL = 1e-4, 0.01, 1e-4
 

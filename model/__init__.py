@@ -1,21 +1,19 @@
-"""Bridged denoising diffusion for ultra-low-field MRI enhancement: the inference library.
+"""Bridged denoising diffusion for ultra-low-field MRI enhancement: the inference library, usable without Docker.
 
-Usable without Docker. The pieces, each in its own module:
+Its rooms, from the bottom floor up (a room imports only rooms below it; docs/architecture.md):
 
-* :mod:`model.schedule` - the cosine noise schedule (SPEC 3.1) and the levels the sampler visits
-* :mod:`model.operators` - AddNoise / RemoveNoise (eqs. 10, 11)
-* :mod:`model.unet`, :mod:`model.mp_layers` - the 3D magnitude-preserving epsilon-network (SPEC 3.3)
-* :mod:`model.bridge` - the Swin UNETR bridge (eq. 8)
-* :mod:`model.sampler` - Algorithm 1 and the ablation modes (SPEC 3.5, 3.6)
-* :mod:`model.windows` - whole-volume evaluation through blended windows
-* :mod:`model.volume_io`, :mod:`model.intensity`, :mod:`model.layouts`, :mod:`model.case` - files in and out
-* :mod:`model.settings` - what Algorithm 1 computes and how it is evaluated, and the presets;
-  :mod:`model.options` - the one override syntax and the shared command-line arguments
-* :mod:`model.cost` - what a configuration costs on a volume, in network windows
-* :mod:`model.engine` - networks on a device through windows (batching, compilation, OOM retry)
-* :mod:`model.weights` - the weights manifest (networks and their schedule); :mod:`model.calibration` - what
-  the weights were measured to do (the ``auto`` preset, the planner's ladder, their trained timesteps)
-* :mod:`model.budget` - a run planned to a time budget; :mod:`model.run_record` - the record beside every
-  output set, and ``--replay``
-* :mod:`model.enhancer` - the pipeline; :mod:`model.cli` - the command line
+* ``errors`` - the exceptions, each with its exit status
+* ``method`` - the paper's equations: noise schedule, AddNoise / RemoveNoise, Algorithm 1 and the sampler registry
+* ``networks`` - the 3D magnitude-preserving U-Net (eps_theta) and the Swin UNETR bridge
+* ``volumes`` - layouts, reading and checking files, resampling, intensities, atomic writing
+* ``config`` - the settings (validated once) and the presets
+* ``execution`` - the per-case plan, sliding windows, the engine, precision, memory, devices, the time budget
+* ``weights`` - the weights manifest, loading networks, the calibration behind ``--preset auto``
+* ``pipeline`` - the enhancer, one case end to end, run records, output safety, QC reports
+* ``cli`` - the command line (``process.py``, ``python -m model``, ``ulf-enhance``)
+
+Nothing is imported here, so that a program needing one room (the evaluation image reads only the layouts) does not
+load torch.
 """
+
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it; ``ulf-enhance --version`` prints it)

@@ -1,5 +1,5 @@
 """``python -m model``: the same as ``process.py``."""
 
-from model.cli import main
+from .cli.main import main
 
 raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Paired synthetic 3 T / 64 mT T1w, T2w and FLAIR heads from real anatomy (SPEC 6).
+"""Paired synthetic 3 T / 64 mT T1w, T2w and FLAIR heads from real anatomy (docs/data-and-metric.md).
 
 ``generate_subject(seed)`` simulates one subject in memory; ``write_subject(root, id, subject)``
 writes it in the ULF-EnC layout; ``python -m simulation --out ROOT --subjects N --seed S`` does both.

@@ -1,4 +1,4 @@
-"""The real anatomy: nilearn's ICBM152 2009 1 mm brain, plus a head model around it (SPEC 6).
+"""The real anatomy: nilearn's ICBM152 2009 1 mm brain, plus a head model around it (docs/data-and-metric.md).
 
 The template is read from the installed nilearn package (no download, nilearn is not even
 imported). It is skull-stripped; the head model adds extra-axial CSF, skull, marrow, scalp fat,
@@ -25,7 +25,7 @@ TEMPLATE_FILES = {
     "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
     "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
 }
-BRAIN_THRESHOLD = 0.2  # SPEC 6: brain mask = T1 > 0.2 after scaling to [0, 1]
+BRAIN_THRESHOLD = 0.2  # docs/data-and-metric.md: brain mask = T1 > 0.2 after scaling to [0, 1]
 # Tissue stack channels before lesions: the order of ``Template.stack`` / ``head_tissues``.
 STACK_CHANNELS = ("csf", "gm", "wm", "fat", "muscle", "brain")
 

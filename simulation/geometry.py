@@ -1,7 +1,7 @@
 """The image grid and the one place where (x, y, z) numpy arrays meet SimpleITK images.
 
 SimpleITK's numpy view is indexed (z, y, x); the simulator works in SimpleITK's index order
-(x, y, z), as the rest of the project does (SPEC 2).
+(x, y, z), as the rest of the project does (docs/method.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every number the simulator uses, in one place (SPEC 6).
+"""Every number the simulator uses, in one place (docs/data-and-metric.md).
 
 Units: times in ms, lengths in mm, angles in degrees, proton density (PD) relative to CSF.
 Calibration knobs: the low-field acquisition (SNR, bias, misregistration, distortion), the 3 T
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.layouts import CONTRASTS
+from model.volumes.layouts import CONTRASTS
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Tissue:
 
 
 # The order is the order of the tissue stack everywhere in the package.
-# WM/GM/CSF: SPEC 6 table (3 T T1: Wright 2008; 64 mT T1: the Rooney 2007 fit T1 = A (gamma B0)^B).
+# WM/GM/CSF: docs/data-and-metric.md table (3 T T1: Wright 2008; 64 mT T1: the Rooney 2007 fit T1 = A (gamma B0)^B).
 # Lesion, fat and muscle: assumed literature-like values (lesion: longer T1/T2 than WM, so bright
 # on T2w and FLAIR; fat: short T1, bright on every contrast as in clinical FSE/MPRAGE; its PD is
 # an apparent one, lowered so that scalp fat is about 1.5x white matter on the 3 T T1w).

@@ -1,4 +1,4 @@
-"""Signal equations (SPEC 6) and per-subject tissue parameters."""
+"""Signal equations (docs/data-and-metric.md) and per-subject tissue parameters."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from model.layouts import HIGH_FIELD, LOW_FIELD, SUFFIX, mask_path, volume_path
+from model.volumes.layouts import HIGH_FIELD, LOW_FIELD, SUFFIX, mask_path, volume_path
 from simulation.geometry import to_image
 from simulation.parameters import CONTRASTS
 

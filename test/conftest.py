@@ -12,10 +12,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.bridge import Bridge, BridgeConfig  # noqa: E402
-from model.layouts import CONTRASTS  # noqa: E402
-from model.unet import MPUNet3D, tiny_config  # noqa: E402
-from model.weights import save_networks  # noqa: E402
+from model.networks.bridge import Bridge, BridgeConfig  # noqa: E402
+from model.volumes.layouts import CONTRASTS  # noqa: E402
+from model.networks.unet import MPUNet3D  # noqa: E402
+from model.networks.unet_config import tiny_config  # noqa: E402
+from model.weights.manifest import save_networks  # noqa: E402
 
 TEST_WINDOW = (64, 32, 32)  # Swin UNETR needs multiples of 32 and a bottleneck of more than one voxel
 TINY_BRIDGE = BridgeConfig(feature_size=12, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=4, window=TEST_WINDOW)
@@ -84,7 +85,7 @@ def write_case(paths: dict[str, Path], dtype=np.float32, **geometry) -> dict[str
 
 def grand_challenge_paths(root: Path) -> dict[str, Path]:
     """``root/images/<default slug>/<uuid>.mha`` per contrast."""
-    from model.layouts import DEFAULT_INPUT_SLUGS
+    from model.volumes.layouts import DEFAULT_INPUT_SLUGS
 
     return {c: root / "images" / DEFAULT_INPUT_SLUGS[c] / f"0c9e{i}-uuid.mha" for i, c in enumerate(CONTRASTS)}
 
@@ -98,7 +99,7 @@ def run_process(*args, weights=None, mode="identity") -> int:
     """``process.py`` in this process: identity mode needs no networks (I/O paths only), else the smoke preset."""
     extra = ["--mode", mode, "--weights", str(weights or "/nonexistent-weights")] if mode == "identity" else \
         ["--mode", mode, "--weights", str(weights), "--preset", "smoke", "--window", *map(str, TEST_WINDOW)]
-    from model.cli import main
+    from model.cli.main import main
 
     return main([*map(str, args), *extra, "--quiet"])
 
@@ -106,7 +107,7 @@ def run_process(*args, weights=None, mode="identity") -> int:
 def files_under(folder: Path, records: bool = False) -> list[str]:
     """Every file below ``folder`` (hidden ones included), relative, sorted; the run records written beside the
     outputs (``*.enhancement.json``, test_run_record.py) only with ``records``."""
-    from model.run_record import RECORD_SUFFIX
+    from model.pipeline.run_record import RECORD_SUFFIX
 
     if not Path(folder).exists():
         return []

@@ -8,10 +8,11 @@ from bench.configurations import NAIVE, default_engine, engine_variants
 from bench.naive import naive_bridge, naive_denoiser
 from bench.peak import achieved_tflops, compute_floor_seconds, matmul_peak_tflops
 from bench.report import table
-from model.enhancer import Enhancer
-from model.settings import PRESETS, preset
-from model.unet import MPUNet3D, UNetConfig
-from model.weights import load_network, save_networks
+from model.pipeline.enhancer import Enhancer
+from model.config.settings import PRESETS, preset
+from model.networks.unet import MPUNet3D
+from model.networks.unet_config import UNetConfig
+from model.weights.manifest import load_network, save_networks
 
 MICRO_WINDOW = (16, 16, 8)
 # A two-level U-Net small enough that a few dozen windows take a second or two on one CPU core.
@@ -42,7 +43,7 @@ def test_fast_engine_equals_the_naive_monai_path(micro_weights, windows_per_batc
     enhancer = Enhancer(settings, micro_weights, torch.device("cpu"))
     x_t = torch.randn(1, 3, 22, 20, 11, generator=torch.Generator().manual_seed(0))
     naive = naive_denoiser(load_network(micro_weights, "diffusion"), MICRO_WINDOW, settings.engine.overlap)(x_t, 250)
-    plans = enhancer.prepare(tuple(x_t.shape[2:]))
+    plans = enhancer.prepare(enhancer.plan(tuple(x_t.shape[2:])))
     with torch.inference_mode():
         fast = enhancer.engine.denoiser(plans, 0)(x_t, 250)
         again = enhancer.engine.denoiser(plans, 0)(x_t, 250)  # buffers reused
@@ -57,7 +58,7 @@ def test_fast_bridge_equals_the_naive_monai_path(micro_weights):
     x = torch.randn(1, 3, 70, 36, 32, generator=torch.Generator().manual_seed(1))
     naive = naive_bridge(load_network(micro_weights, "bridge"), TEST_WINDOW, settings.engine.overlap)(x)
     with torch.inference_mode():
-        fast = enhancer.engine.bridge_residual(enhancer.prepare(tuple(x.shape[2:])))(x)
+        fast = enhancer.engine.bridge_residual(enhancer.prepare(enhancer.plan(tuple(x.shape[2:]))))(x)
     assert float(naive.abs().max()) > 0.01
     assert (fast - naive).abs().max() <= 1e-5
 

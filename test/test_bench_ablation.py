@@ -9,8 +9,8 @@ import numpy as np
 from bench import ablation
 from bench.case import centred_crop
 from evaluation.metrics import challenge_metrics
-from model.intensity import denormalise_contrasts, normalise_contrasts
-from model.layouts import CONTRASTS
+from model.volumes.intensity import denormalise_contrasts, normalise_contrasts
+from model.volumes.layouts import CONTRASTS
 from simulation import generate_subject, subject_variation
 from conftest import TEST_WINDOW
 
@@ -18,7 +18,7 @@ SEED, SCALE, CROP = 90_000, 0.4, (40, 44, 20)
 
 
 def run(tiny_weights, out):
-    return ablation.main(["--subjects", "1", "--seed", str(SEED), "--shape-scale", str(SCALE), "--crop", *map(str, CROP),
+    return ablation.main(["--subjects", "1", "--subject-seed", str(SEED), "--shape-scale", str(SCALE), "--crop", *map(str, CROP),
                           "--preset", "smoke", "--window", *map(str, TEST_WINDOW), "--weights", str(tiny_weights), "--device", "cpu", "--out", str(out)])
 
 
@@ -69,7 +69,7 @@ def test_a_shifted_held_out_set_with_chosen_rows(tiny_weights, tmp_path):
     --configurations runs only the rows asked for."""
     from simulation import subject_variation
 
-    args = ["--subjects", "1", "--seed", str(SEED), "--shape-scale", str(SCALE), "--crop", *map(str, CROP),
+    args = ["--subjects", "1", "--subject-seed", str(SEED), "--shape-scale", str(SCALE), "--crop", *map(str, CROP),
             "--preset", "smoke", "--window", *map(str, TEST_WINDOW), "--weights", str(tiny_weights), "--device", "cpu",
             "--variation", "shifted", "--configurations", "1", "2 bridge only", "--out", str(tmp_path)]
     assert ablation.main(args) == 0
@@ -88,7 +88,7 @@ def test_a_shifted_held_out_set_with_chosen_rows(tiny_weights, tmp_path):
 def test_another_held_out_set_or_crop_is_not_resumed_from_the_log(tiny_weights, tmp_path, caplog):
     """Identity rows logged for the shifted set or another crop are run again, not reused, and the table
     shows only the runs of the set and crop asked for."""
-    base = ["--subjects", "1", "--seed", str(SEED), "--shape-scale", str(SCALE), "--preset", "smoke",
+    base = ["--subjects", "1", "--subject-seed", str(SEED), "--shape-scale", str(SCALE), "--preset", "smoke",
             "--window", *map(str, TEST_WINDOW), "--weights", str(tiny_weights), "--device", "cpu",
             "--configurations", "1 identity", "--out", str(tmp_path)]
     lines = lambda: (tmp_path / "ablation.jsonl").read_text().splitlines()  # noqa: E731

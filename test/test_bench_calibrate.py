@@ -6,15 +6,15 @@ import shutil
 
 from bench import calibrate
 from conftest import TEST_WINDOW
-from model.calibration import auto_settings, load_calibration, network_checksums
-from model.weights import read_manifest
+from model.weights.calibration import auto_settings, load_calibration, network_checksums
+from model.weights.manifest import read_manifest
 
 SEED, SCALE, CROP = 90_000, 0.4, (40, 44, 20)
 CHOSEN = ["bridge, overlap 0.25", "chain 10, overlap 0.25"]
 
 
 def run(weights, out, *extra):
-    return calibrate.main(["--weights", str(weights), "--subjects", "1", "--seed", str(SEED), "--shape-scale", str(SCALE),
+    return calibrate.main(["--weights", str(weights), "--subjects", "1", "--subject-seed", str(SEED), "--shape-scale", str(SCALE),
                            "--crop", *map(str, CROP), "--window", *map(str, TEST_WINDOW), "--out", str(out),
                            "--configurations", *CHOSEN, "--no-progress", *extra])
 

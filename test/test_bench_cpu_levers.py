@@ -3,7 +3,7 @@ the reference, the profile's categories add up to the call."""
 
 from bench import cpu_levers
 from conftest import TEST_WINDOW
-from model.weights import load_network
+from model.weights.manifest import load_network
 
 
 def test_levers_cover_every_combination_and_float32_is_the_reference(tiny_weights):

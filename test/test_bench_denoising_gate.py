@@ -21,7 +21,7 @@ from bench.denoising_gate import (
     score,
     total_variation,
 )
-from model.schedule import cosine_schedule
+from model.method.schedule import cosine_schedule
 
 SCHEDULE = cosine_schedule(1000)
 

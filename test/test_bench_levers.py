@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.engine import COMPILE_MIN_WINDOWS, CompiledNetwork
-from model.enhancer import Enhancer
-from model.settings import PRESETS, SamplerSettings, preset
+from model.execution.engine import COMPILE_MIN_WINDOWS, CompiledNetwork
+from model.execution.plan import early_levels_above, overlap_at, plan_case, uses_early_grid
+from model.pipeline.enhancer import Enhancer
+from model.config.settings import PRESETS, SamplerSettings, preset
 from test_bench import MICRO_WINDOW, micro_weights  # noqa: F401 (a fixture)
 
 UNET_WINDOW = MICRO_WINDOW
@@ -25,10 +26,12 @@ def levers(**changes) -> SamplerSettings:
 
 def test_settings_say_which_levels_use_the_early_grid():
     s = PRESETS["paper"].updated(early_overlap=0.25, early_levels_fraction=0.75)
-    assert s.early_levels_above == 100 and s.uses_early_grid
-    assert s.overlap_at(400) == s.overlap_at(101) == 0.25 and s.overlap_at(100) == s.overlap_at(1) == 0.7
-    assert not PRESETS["paper"].uses_early_grid and PRESETS["paper"].overlap_at(400) == 0.7
-    assert not PRESETS["paper"].updated(early_overlap=0.25).uses_early_grid  # fraction 0: no early levels
+    assert early_levels_above(s) == 100 and uses_early_grid(s)
+    assert overlap_at(s, 400) == overlap_at(s, 101) == 0.25 and overlap_at(s, 100) == overlap_at(s, 1) == 0.7
+    plan = plan_case(s, (24, 18, 10))
+    assert plan.shifted(400) and not plan.shifted(100) and plan.overlap_at(101) == 0.25
+    assert not uses_early_grid(PRESETS["paper"]) and overlap_at(PRESETS["paper"], 400) == 0.7
+    assert not uses_early_grid(PRESETS["paper"].updated(early_overlap=0.25))  # fraction 0: no early levels
     for bad in (dict(early_overlap=1.0), dict(early_levels_fraction=1.5)):
         with pytest.raises(ValueError):
             SamplerSettings().updated(**bad)
@@ -38,8 +41,8 @@ def test_levers_keep_seeded_determinism(micro_weights):
     volume = small_volume()
     runs = [Enhancer(levers(seed=seed), micro_weights, torch.device("cpu")) for seed in (7, 7, 8)]
     a, b, c = (enhancer.enhance(volume) for enhancer in runs)
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
-    counts = runs[0].counts
+    assert np.array_equal(a.volume, b.volume) and not np.array_equal(a.volume, c.volume)
+    counts = a.counts
     assert counts.evaluations == 8 and counts.early_evaluations == 4  # levels 4 and 3 (> 2) on the early grid
 
 
@@ -47,8 +50,11 @@ def test_early_grid_changes_the_result_and_costs_fewer_windows(micro_weights):
     volume = small_volume()
     early = Enhancer(levers(), micro_weights, torch.device("cpu"))
     plain = Enhancer(levers(early_levels_fraction=0.0), micro_weights, torch.device("cpu"))
-    assert not np.array_equal(early.enhance(volume), plain.enhance(volume))
-    assert early.counts.windows < plain.counts.windows
+    early_run, plain_run = early.enhance(volume), plain.enhance(volume)
+    assert not np.array_equal(early_run.volume, plain_run.volume)
+    assert early_run.counts.windows < plain_run.counts.windows
+    for run in (early_run, plain_run):  # the plan the cost is read from is the plan that ran: they cannot drift
+        assert run.counts.windows == run.plan.unet_windows and run.counts.evaluations == run.plan.evaluations
 
 
 def levels(settings: SamplerSettings) -> tuple[int, ...]:
@@ -74,13 +80,13 @@ def test_presets_are_valid_and_named():
 
 def test_compile_auto_only_for_long_cpu_runs(micro_weights):
     short = Enhancer(levers(compile="auto"), micro_weights, torch.device("cpu"))
-    short.prepare((24, 18, 10))
+    short.prepare(short.plan((24, 18, 10)))
     assert not isinstance(short.engine.unet, CompiledNetwork)
     long = Enhancer(levers(compile="auto", bridge_timestep=400, refinements=3), micro_weights, torch.device("cpu"))
-    plans = long.prepare((24, 18, 10))  # torch.compile is lazy: nothing is compiled until the first call
-    assert 1200 * plans.early.num_windows >= COMPILE_MIN_WINDOWS and isinstance(long.engine.unet, CompiledNetwork)
+    plans = long.prepare(long.plan((24, 18, 10)))  # torch.compile is lazy: nothing is compiled until the first call
+    assert 1200 * plans.for_level(400).num_windows >= COMPILE_MIN_WINDOWS and isinstance(long.engine.unet, CompiledNetwork)
     never = Enhancer(levers(compile="off", bridge_timestep=400, refinements=3), micro_weights, torch.device("cpu"))
-    never.prepare((24, 18, 10))
+    never.prepare(never.plan((24, 18, 10)))
     assert not isinstance(never.engine.unet, CompiledNetwork)
     with pytest.raises(ValueError, match="compile"):
         SamplerSettings().updated(compile="sometimes")

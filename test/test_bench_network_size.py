@@ -1,7 +1,8 @@
 """The U-Net's size and cost (bench/network_size.py): parameters and forward FLOPs per window."""
 
 from bench.network_size import describe, unet_flops_per_window
-from model.unet import MPUNet3D, UNetConfig
+from model.networks.unet import MPUNet3D
+from model.networks.unet_config import UNetConfig
 from test_bench import MICRO_UNET, MICRO_WINDOW, micro_weights  # noqa: F401 (a fixture)
 from test_unet import small_config
 

@@ -12,11 +12,11 @@ from bench.case import BenchCase, contrast_scores, mean_scores, raw_input_scores
 from bench.sweep import RAW_INPUT, OUTPUT, RunLog, enhance_and_score, key_differences, run_key, sweep, weights_checksums
 from conftest import TEST_WINDOW, tiny_networks
 from evaluation.metrics import challenge_metrics
-from model.enhancer import Enhancer
-from model.intensity import denormalise_contrasts, normalise_contrasts
-from model.layouts import CONTRASTS
-from model.settings import preset
-from model.weights import save_networks
+from model.pipeline.enhancer import Enhancer
+from model.volumes.intensity import denormalise_contrasts, normalise_contrasts
+from model.volumes.layouts import CONTRASTS
+from model.config.settings import preset
+from model.weights.manifest import save_networks
 
 IDENTITY = preset("smoke").updated(mode="identity", window=TEST_WINDOW)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import TINY_BRIDGE
-from model.bridge import Bridge, BridgeConfig
+from model.networks.bridge import Bridge, BridgeConfig
 
 
 def test_identity_at_initialisation():

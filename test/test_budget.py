@@ -1,4 +1,4 @@
-"""The time-budget planner (model/budget.py): fake clocks and fake throughputs, then the command end to end."""
+"""The time-budget planner (model/execution/budget.py): fake clocks and fake throughputs, then the command end to end."""
 
 from __future__ import annotations
 
@@ -8,20 +8,21 @@ import pytest
 import torch
 
 from conftest import TEST_WINDOW, grand_challenge_paths, write_case
-from model.budget import (
+from model.execution.plan import plan_case
+from model.execution.budget import (
     PLAN_FILL,
     ChainDeadline,
     Throughput,
     TimeBudget,
     candidates,
-    plan_case,
+    choose_settings,
 )
-from model.calibration import Calibration, Rung, ladder_for
-from model.cli import main
+from model.weights.calibration import Calibration, Rung, ladder_for
+from model.cli.main import main
 from model.errors import UsageError
-from model.sampler import Mode, refine_with_diffusion
-from model.schedule import cosine_schedule
-from model.settings import preset
+from model.method.sampler import Mode, refine_with_diffusion
+from model.method.schedule import cosine_schedule
+from model.config.settings import preset
 
 HEAD = (197, 233, 189)  # a whole 1 mm head
 CPU_LIKE = Throughput(unet=0.74, bridge=1.4)  # windows per second, of the order measured on 2 CPU cores
@@ -61,13 +62,13 @@ class FakeClock:
 
 def test_each_rung_is_cheaper_than_the_paper():
     paper = preset("paper")
-    full_cost = CPU_LIKE.seconds(paper, HEAD)
-    assert all(CPU_LIKE.seconds(settings, HEAD) < full_cost for _, settings in options_for(paper)[1:])
+    full_cost = CPU_LIKE.seconds(plan_case(paper, HEAD))
+    assert all(CPU_LIKE.seconds(plan_case(settings, HEAD)) < full_cost for _, settings in options_for(paper)[1:])
 
 
 def test_the_request_runs_as_asked_when_it_fits():
     request = preset("paper")
-    plan = plan_case(request, HEAD, CPU_LIKE, allowance=1e7, ladder=ladder(request))
+    plan = choose_settings(request, HEAD, CPU_LIKE, allowance=1e7, ladder=ladder(request))
     assert plan.fits and plan.label == "as requested"
     assert plan.settings.algorithm == request.algorithm
     assert plan.settings.engine.overlap == request.engine.overlap
@@ -76,18 +77,18 @@ def test_the_request_runs_as_asked_when_it_fits():
 @pytest.mark.parametrize("allowance", [45.0, 80.0, 150.0, 300.0, 900.0, 3000.0, 20000.0])
 def test_the_plan_is_the_first_candidate_that_fits(allowance):
     options = options_for(preset("paper"))
-    plan = plan_case(preset("paper"), HEAD, CPU_LIKE, allowance, ladder(preset("paper")))
+    plan = choose_settings(preset("paper"), HEAD, CPU_LIKE, allowance, ladder(preset("paper")))
     chosen = [label for label, _ in options].index(plan.label)
     assert plan.fits and plan.estimate <= PLAN_FILL * allowance
-    assert all(CPU_LIKE.seconds(settings, HEAD) > PLAN_FILL * allowance for _, settings in options[:chosen])
-    assert plan.estimate == pytest.approx(CPU_LIKE.seconds(plan.settings, HEAD))
+    assert all(CPU_LIKE.seconds(plan_case(settings, HEAD)) > PLAN_FILL * allowance for _, settings in options[:chosen])
+    assert plan.estimate == pytest.approx(CPU_LIKE.seconds(plan_case(plan.settings, HEAD)))
 
 
 def test_a_budget_too_small_for_anything_runs_the_minimum_work_and_says_so():
-    plan = plan_case(preset("paper"), HEAD, CPU_LIKE, allowance=1.0, ladder=ladder(preset("paper")))
+    plan = choose_settings(preset("paper"), HEAD, CPU_LIKE, allowance=1.0, ladder=ladder(preset("paper")))
     assert not plan.fits
     assert plan.settings.algorithm.mode is Mode.BRIDGE
-    cheapest = min(CPU_LIKE.seconds(settings, HEAD) for _, settings in options_for(preset("paper")))
+    cheapest = min(CPU_LIKE.seconds(plan_case(settings, HEAD)) for _, settings in options_for(preset("paper")))
     assert plan.estimate == pytest.approx(cheapest)
     assert "OVER" in plan.describe()
 
@@ -199,7 +200,7 @@ def test_a_budget_with_the_diffusion_ablation_is_refused_before_reading(tmp_path
 def test_the_budget_counts_from_the_start_of_the_process():
     import time
 
-    from model.budget import process_started
+    from model.execution.budget import process_started
 
     age = time.monotonic() - process_started()
     assert 0.01 < age < 24 * 3600  # this process imported torch before the test ran
@@ -210,17 +211,17 @@ def test_a_planned_grid_is_the_one_evaluated(tiny_weights):
 
     import numpy as np
 
-    from model.enhancer import Enhancer
-    from model.windows import window_count
+    from model.pipeline.enhancer import Enhancer
+    from model.execution.windows import window_count
 
     shape = (80, 70, 40)
     request = preset("smoke").updated(window=TEST_WINDOW, overlap=0.7, windows_per_batch=1)  # counts = windows
     enhancer = Enhancer(request, tiny_weights, torch.device("cpu"))
     volume = np.random.default_rng(0).uniform(-1, 1, (3, *shape)).astype(np.float32)
-    enhancer.enhance(volume, deadline=time.monotonic() + 0.001)  # nothing fits: the minimum work
-    plan = enhancer.last_plan
-    assert not plan.fits and plan.settings.algorithm.mode is Mode.BRIDGE
-    overlap = plan.settings.engine.overlap
+    enhancement = enhancer.enhance(volume, deadline=time.monotonic() + 0.001)  # nothing fits: the minimum work
+    choice = enhancement.budget
+    assert not choice.fits and choice.settings.algorithm.mode is Mode.BRIDGE and enhancement.plan == choice.plan
+    overlap = choice.settings.engine.overlap
     assert window_count(shape, TEST_WINDOW, overlap) < window_count(shape, TEST_WINDOW, 0.7)
-    assert enhancer.counts.bridge_windows == window_count(shape, TEST_WINDOW, overlap)
+    assert enhancement.counts.bridge_windows == window_count(shape, TEST_WINDOW, overlap) == enhancement.plan.bridge_windows
     assert enhancer.engine.settings == request.engine  # the planned grid is passed, not swapped in

@@ -1,4 +1,4 @@
-"""What the weights were measured to do (model/calibration.py): the ladder and the `auto` preset come from the
+"""What the weights were measured to do (model/weights/calibration.py): the ladder and the `auto` preset come from the
 manifest, and no preset or plan leaves the networks' trained timesteps unless forced."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from conftest import TEST_WINDOW, grand_challenge_paths, write_case
-from model.budget import Throughput, candidates, plan_case
-from model.calibration import (
+from model.execution.budget import Throughput, candidates, choose_settings
+from model.weights.calibration import (
     CALIBRATION_FORMAT,
     FORCE_FLAG,
     UNCALIBRATED_LADDER,
@@ -21,10 +21,10 @@ from model.calibration import (
     load_calibration,
     network_checksums,
 )
-from model.cli import main
-from model.options import DEFAULT_WEIGHTS
-from model.settings import preset
-from model.weights import read_manifest
+from model.cli.main import main
+from model.cli.options import DEFAULT_WEIGHTS
+from model.config.settings import preset
+from model.weights.manifest import read_manifest
 
 HEAD = (197, 233, 189)
 GPU_LIKE = Throughput(unet=1000.0, bridge=1000.0)  # windows per second: a GPU-class figure for these networks
@@ -71,14 +71,14 @@ def test_the_ladder_and_auto_come_from_the_manifest_best_first(tmp_path, tiny_we
 def test_a_calibration_of_other_weights_is_ignored_with_a_warning(tmp_path, tiny_weights, caplog):
     folder = calibrated(tmp_path, tiny_weights, [configuration("chain", 0.9, overlap=0.7)],
                         checksums={"diffusion": "0" * 64, "bridge": "1" * 64})
-    with caplog.at_level(logging.WARNING, logger="model.calibration"):
+    with caplog.at_level(logging.WARNING, logger="model.weights.calibration"):
         calibration = load_calibration(folder)
     assert not calibration.measured and calibration.rungs == UNCALIBRATED_LADDER
     assert "other networks" in caplog.text and "bench.calibrate" in caplog.text
 
 
 def test_weights_without_a_calibration_get_the_conservative_default_and_the_log_says_so(tiny_weights, caplog):
-    with caplog.at_level(logging.INFO, logger="model.calibration"):
+    with caplog.at_level(logging.INFO, logger="model.weights.calibration"):
         label, settings = auto_settings(tiny_weights)
     assert label == UNCALIBRATED_LADDER[0].label and "records no calibration" in caplog.text
     assert settings.algorithm.bridge_timestep == 100 and settings.algorithm.chain_levels == (25, 10, 1)
@@ -89,7 +89,7 @@ def test_the_default_run_on_a_gpu_plans_only_levels_the_shipped_networks_were_tr
     every fallback stay inside the trained timesteps the shipped manifest records."""
     _, settings = auto_settings(DEFAULT_WEIGHTS)
     ladder = ladder_for(settings, load_calibration(DEFAULT_WEIGHTS), DEFAULT_WEIGHTS)
-    plan = plan_case(settings, HEAD, GPU_LIKE, allowance=900.0, ladder=ladder)
+    plan = choose_settings(settings, HEAD, GPU_LIKE, allowance=900.0, ladder=ladder)
     assert plan.fits and plan.label == "as requested"
     assert levels_outside_training(plan.settings, DEFAULT_WEIGHTS) == []
     assert all(levels_outside_training(s, DEFAULT_WEIGHTS) == [] for _, s in candidates(settings, ladder))
@@ -135,6 +135,6 @@ def test_a_malformed_calibration_falls_back_to_the_default(tmp_path, tiny_weight
     def change(manifest):
         manifest["calibration"] = {**bad, "networks_sha256": network_checksums(manifest)}
     folder = with_manifest(tmp_path / "weights", tiny_weights, change)
-    with caplog.at_level(logging.WARNING, logger="model.calibration"):
+    with caplog.at_level(logging.WARNING, logger="model.weights.calibration"):
         assert not load_calibration(folder).measured
     assert "ignored" in caplog.text

@@ -7,9 +7,9 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import TEST_WINDOW, grand_challenge_paths, ulf_enc_paths, write_case
-from model.cli import main
-from model.intensity import OUTPUT_CEILING, fit_intensity_map
-from model.layouts import CONTRASTS, DEFAULT_OUTPUT_SLUGS
+from model.cli.main import main
+from model.volumes.intensity import OUTPUT_CEILING, fit_intensity_map
+from model.volumes.layouts import CONTRASTS, DEFAULT_OUTPUT_SLUGS
 
 GEOMETRIES = {
     "oblique-1mm": {},
@@ -37,7 +37,7 @@ def assert_same_geometry(output_path, input_path):
     values = sitk.GetArrayViewFromImage(out)
     assert np.all(np.isfinite(values))
     reference = sitk.GetArrayViewFromImage(ref)
-    # outputs lie in the input's intensity map's range [-1, OUTPUT_CEILING] (model/intensity.py)
+    # outputs lie in the input's intensity map's range [-1, OUTPUT_CEILING] (model/volumes/intensity.py)
     mapping = fit_intensity_map(reference)
     top = mapping.low + (OUTPUT_CEILING + 1) / 2 * (mapping.high - mapping.low)
     assert mapping.low - 1e-3 <= values.min() and values.max() <= top + 1e-3

@@ -1,10 +1,10 @@
-"""The execution engine (model/engine.py): windows per network call chosen per device."""
+"""The execution engine (model/execution/engine.py): windows per network call chosen per device."""
 
 import torch
 
-from model.engine import AUTO_WINDOWS_PER_CALL, windows_per_call
-from model.enhancer import Enhancer
-from model.settings import preset
+from model.execution.engine import AUTO_WINDOWS_PER_CALL, windows_per_call
+from model.pipeline.enhancer import Enhancer
+from model.config.settings import preset
 
 
 def test_auto_windows_per_call_is_one_on_the_cpu_and_a_batch_on_a_gpu():

@@ -1,13 +1,13 @@
-"""Options from environment variables (model/environment.py) and the output interfaces' relative paths."""
+"""Options from environment variables (model/cli/environment.py) and the output interfaces' relative paths."""
 
 from __future__ import annotations
 
 import pytest
 
 from conftest import TEST_WINDOW, grand_challenge_paths, write_case
-from model.cli import build_parser, main, settings_from
-from model.environment import environment_table, with_environment
-from model.layouts import CONTRASTS
+from model.cli.main import build_parser, main, settings_from
+from model.cli.environment import environment_table, with_environment
+from model.volumes.layouts import CONTRASTS
 
 
 def parse(environ, *argv):

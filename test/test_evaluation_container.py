@@ -1,12 +1,15 @@
 """The organisers' evaluation container's program (evaluation/container.py): Grand Challenge and local
-submissions scored like ``python -m evaluation``; bad submissions rejected in one line, exit 1."""
+submissions scored like ``python -m evaluation``; the platform's aggregates format; subjects scored in parallel up
+to GRAND_CHALLENGE_MAX_WORKERS with the same metrics.json as one; bad submissions rejected in one line, exit 1."""
 
 import json
 import shutil
 
+import numpy as np
 import pytest
 
-from evaluation import container
+from evaluation import container, scoring
+from evaluation.metrics import METRIC_KEYS
 from evaluation.scoring import score_roots
 
 
@@ -30,10 +33,10 @@ def test_a_submission_is_scored_like_the_evaluation_command(evaluation_submissio
     assert run(work, submission, tmp_path) == 0
     document = json.loads((tmp_path / "metrics.json").read_text())
     rows, summary = expected
-    assert document["aggregates"]["layout"] == layout
+    assert document["layout"] == layout
     for key in ("ssim", "psnr", "mae", "nmse", "score", "psnr_masked_standard", "ssim_unmasked", "psnr_standard"):
-        assert document["aggregates"][key] == pytest.approx(summary[key], abs=1e-12)
-        assert document["aggregates"]["per_contrast"]["T2"][key] == pytest.approx(summary["per_contrast"]["T2"][key])
+        assert document["aggregates"][key]["mean"] == pytest.approx(summary[key], abs=1e-12)
+        assert document["per_contrast"]["T2"][key]["mean"] == pytest.approx(summary["per_contrast"]["T2"][key])
     assert [r["case"] for r in document["results"]] == [f"{s}_{c}" for s in subjects for c in ("T1", "T2", "FLAIR")]
     assert document["results"][0]["psnr_masked_standard"] == pytest.approx(rows[0]["psnr_masked_standard"])
     assert "score " in capsys.readouterr().out
@@ -86,3 +89,85 @@ def test_an_unusable_ground_truth_is_exit_2(tmp_path, capsys):
     assert container.main(["--input", str(tmp_path), "--ground-truth", str(tmp_path / "none"),
                            "--output", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.strip() == f"error: ground truth {tmp_path / 'none'} is not a folder"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def test_aggregates_are_mean_std_and_count_of_the_per_case_values(evaluation_submissions, tmp_path):
+    """``aggregates``: per metric exactly ``{"mean", "std", "count"}``, numbers only, equal to numpy's mean and
+    std (ddof 0) and the count of the per-case values in ``results`` (the score's mean is the final score of the
+    means, equal to the mean of the per-case scores up to rounding); ``per_contrast`` the same per contrast; the
+    descriptions are outside ``aggregates``."""
+    work, subjects = evaluation_submissions
+    assert run(work, "eval_gc", tmp_path) == 0
+    document = json.loads((tmp_path / "metrics.json").read_text())
+    results = document["results"]
+
+    def check(aggregates: dict, cases: list[dict]) -> None:
+        assert set(aggregates) == set(METRIC_KEYS)
+        for key, value in aggregates.items():
+            assert set(value) == {"mean", "std", "count"} and all(_is_number(x) for x in value.values()), key
+            values = np.array([case[key] for case in cases])
+            assert value["count"] == len(cases) and isinstance(value["count"], int)
+            assert value["std"] == np.std(values)
+            if key == "score":
+                assert value["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+            else:
+                assert value["mean"] == np.mean(values)
+
+    check(document["aggregates"], results)
+    assert len(results) == 3 * len(subjects)
+    assert set(document["per_contrast"]) == {"T1", "T2", "FLAIR"}
+    for contrast, aggregates in document["per_contrast"].items():
+        check(aggregates, [case for case in results if case["contrast"] == contrast])
+    assert "score" in document["descriptions"]["ssim, psnr, mae, nmse, score"]
+    assert set(document) == {"results", "aggregates", "per_contrast", "layout", "descriptions"}
+
+
+class _RecordingPool(scoring.ProcessPoolExecutor):
+    """The process pool, recording how many workers each pool was given."""
+
+    sizes: list[int] = []
+
+    def __init__(self, max_workers=None, **kwargs):
+        _RecordingPool.sizes.append(max_workers)
+        super().__init__(max_workers=max_workers, **kwargs)
+
+
+@pytest.mark.parametrize("submission", ["eval_gc", "eval_ulf"])
+def test_two_workers_give_the_same_metrics_json_as_one(evaluation_submissions, tmp_path, monkeypatch, submission,
+                                                       capsys):
+    """GRAND_CHALLENGE_MAX_WORKERS=2 scores the two subjects in two processes: the same file, byte for byte."""
+    work, _ = evaluation_submissions
+    monkeypatch.setattr(scoring.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(scoring, "ProcessPoolExecutor", _RecordingPool)
+    _RecordingPool.sizes = []
+    monkeypatch.delenv(container.MAX_WORKERS, raising=False)
+    assert run(work, submission, tmp_path / "one") == 0
+    assert _RecordingPool.sizes == []  # the default: one worker, no pool
+    monkeypatch.setenv(container.MAX_WORKERS, "2")
+    assert run(work, submission, tmp_path / "two") == 0
+    assert _RecordingPool.sizes == [2]
+    assert "could not run" not in capsys.readouterr().err
+    one, two = (tmp_path / "one" / "metrics.json").read_bytes(), (tmp_path / "two" / "metrics.json").read_bytes()
+    assert one == two
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_a_bad_worker_count_is_exit_2_naming_the_variable(tmp_path, monkeypatch, capsys, value):
+    monkeypatch.setenv(container.MAX_WORKERS, value)
+    assert container.main(["--input", str(tmp_path), "--ground-truth", str(tmp_path),
+                           "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: GRAND_CHALLENGE_MAX_WORKERS {value!r}: expected a whole number "
+                                               "of worker processes, at least 1")
+
+
+def test_the_worker_count_comes_from_the_option_the_environment_or_is_one():
+    assert container.worker_count(None, {}) == 1
+    assert container.worker_count(None, {container.MAX_WORKERS: " "}) == 1
+    assert container.worker_count(None, {container.MAX_WORKERS: "4"}) == 4
+    assert container.worker_count("3", {container.MAX_WORKERS: "4"}) == 3
+    with pytest.raises(scoring.EvaluationInputError, match="^--workers '0'"):
+        container.worker_count("0", {})

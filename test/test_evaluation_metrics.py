@@ -1,4 +1,4 @@
-"""The challenge metric (SPEC 5) against values computed independently on small arrays."""
+"""The challenge metric (docs/data-and-metric.md) against values computed independently on small arrays."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def test_minmax_and_bad_inputs():
 
 def test_psnr_masked_standard_is_the_standard_psnr_over_the_mask_and_below_the_per_voxel_one():
     """10 log10(1 / mean_M((p - r)^2)) on the normalised volumes; by Jensen's inequality never above the
-    per-voxel PSNR map's mean (SPEC 5: why the paper's Table 1 PSNR fits this one)."""
+    per-voxel PSNR map's mean (docs/method.md: why the paper's Table 1 PSNR fits this one)."""
     rng = np.random.default_rng(7)
     reference, mask = anchored_reference(rng)
     prediction = np.clip(reference + 0.05 * rng.standard_normal(SHAPE), 0.01, 0.99)

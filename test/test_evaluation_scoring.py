@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from model.layouts import CONTRASTS, mask_path, volume_path
+from model.volumes.layouts import CONTRASTS, mask_path, volume_path
 from evaluation.metrics import challenge_metrics
 from evaluation.scoring import EvaluationInputError, score_roots
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import files_under, grand_challenge_paths, make_image, run_process, write_case
-from model import memory
+from model.execution import memory
 from model.errors import InputError
-from model.layouts import CONTRASTS, discover_cases
-from model.volume_io import read_volume
+from model.volumes.layouts import CONTRASTS, discover_cases
+from model.volumes.images import read_volume
 
 
 
@@ -209,7 +209,7 @@ def test_a_seed_out_of_range_names_the_option(tmp_path, caplog, seed):
 
 def test_a_window_the_bridge_cannot_take_is_refused_before_reading_anything(tmp_path, caplog, tiny_weights):
     missing = {c: tmp_path / f"missing_{c}.mha" for c in CONTRASTS}
-    from model.cli import main
+    from model.cli.main import main
 
     code = main([*map(str, explicit(missing, tmp_path / "out")), "--weights", str(tiny_weights), "--preset", "smoke",
                  "--window", "40", "40", "40", "--quiet"])

@@ -23,8 +23,8 @@ import SimpleITK as sitk
 
 from conftest import (TEST_WINDOW, files_under, grand_challenge_paths, head_like, make_image, run_process,
                       ulf_enc_paths, write_case)
-from model.batch import CaseResult
-from model.layouts import CONTRASTS, mask_path, volume_path
+from model.cli.cohorts import CaseResult
+from model.volumes.layouts import CONTRASTS, mask_path, volume_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,7 +170,7 @@ HOSTILE_IDS = ["javascript:alert(document.cookie)", "a#b?c=d", "<img src=x onerr
 
 
 def test_every_link_of_the_index_is_a_relative_file_name_and_every_name_is_escaped(tmp_path):
-    from model.qc import qc_files, write_index
+    from model.pipeline.qc import qc_files, write_index
 
     results = []
     for subject in HOSTILE_IDS:
@@ -330,7 +330,7 @@ def test_the_evaluation_takes_as_many_workers_as_help_and_survives_a_process_lim
 ])
 def test_the_evaluation_image_refuses_a_malformed_predictions_json_in_one_line(tmp_path, scored, change, says, capsys):
     from evaluation import container
-    from model.layouts import DEFAULT_INPUT_SLUGS, DEFAULT_OUTPUT_SLUGS
+    from model.volumes.layouts import DEFAULT_INPUT_SLUGS, DEFAULT_OUTPUT_SLUGS
 
     reference, _ = scored
     job = {"pk": "1", "status": "Succeeded",
@@ -348,7 +348,7 @@ def test_the_evaluation_image_refuses_a_malformed_predictions_json_in_one_line(t
 
 
 def test_a_weights_path_too_long_for_the_system_is_a_weights_error(tmp_path, monkeypatch, caplog):
-    from model.cli import main
+    from model.cli.main import main
 
     write_case(ulf_enc_paths(tmp_path / "in", "SUB001"))
     monkeypatch.setenv("ULF_WEIGHTS", "/w" * 50_000)
@@ -361,14 +361,14 @@ def test_a_weights_path_too_long_for_the_system_is_a_weights_error(tmp_path, mon
 # 5. Options: nothing silent, nothing surprising.
 
 def _parse(*argv, environ=None):
-    from model.cli import build_parser
-    from model.environment import with_environment
+    from model.cli.main import build_parser
+    from model.cli.environment import with_environment
 
     return with_environment(build_parser(), environ or {}).parse_args(list(argv))
 
 
 def test_level_stride_replaces_a_presets_chain_and_says_so(caplog):
-    from model.cli import settings_from
+    from model.cli.main import settings_from
 
     settings = settings_from(_parse("--preset", "cpu", "--level-stride", "10"))
     assert settings.algorithm.chain_levels == () and settings.algorithm.visited_levels()[:3] == (100, 90, 80)
@@ -380,7 +380,7 @@ def test_level_stride_replaces_a_presets_chain_and_says_so(caplog):
 
 
 def test_a_bridge_timestep_below_the_presets_chain_names_what_to_change(tmp_path, caplog):
-    from model.cli import main
+    from model.cli.main import main
 
     write_case(ulf_enc_paths(tmp_path / "in", "SUB001"))
     assert main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--preset", "cpu",
@@ -389,13 +389,13 @@ def test_a_bridge_timestep_below_the_presets_chain_names_what_to_change(tmp_path
                               "K >= 25; give --bridge-timestep 25 or more, or --level-stride S to visit every S-th level "
                               "from K = 20 instead of the chain (or --preset paper: every level)"]
     caplog.clear()  # and the suggestion works
-    from model.cli import settings_from
+    from model.cli.main import settings_from
     assert settings_from(_parse("--preset", "cpu", "--bridge-timestep", "20", "--level-stride", "5")
                          ).algorithm.visited_levels() == (20, 15, 10, 5)
 
 
 def test_a_bridge_timestep_beyond_the_weights_schedule_is_an_option_error(tmp_path, tiny_weights, caplog):
-    from model.cli import main
+    from model.cli.main import main
 
     write_case(ulf_enc_paths(tmp_path / "in", "SUB001"))
     assert main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--weights", str(tiny_weights),
@@ -421,7 +421,7 @@ def test_the_command_line_wins_over_a_broken_variable():
 
 
 def test_folders_from_the_environment_give_way_to_files_on_the_command_line(tmp_path, monkeypatch, caplog):
-    from model.cli import main
+    from model.cli.main import main
 
     files = write_case(ulf_enc_paths(tmp_path / "in", "SUB001"))
     caplog.set_level(logging.INFO, logger="model")
@@ -450,19 +450,21 @@ def test_threads_beyond_reason_are_refused_before_the_openmp_runtime_sees_them(t
 
 
 def test_the_time_budgets_log_lines_never_show_negative_or_nan_seconds():
-    from model.budget import Plan
-    from model.settings import preset
+    from model.config.settings import preset
+    from model.execution.budget import BudgetChoice
+    from model.execution.plan import plan_case
 
-    over = Plan("minimum", preset("smoke"), estimate=12.0, allowance=-6.4, fits=False).describe()
+    smoke = plan_case(preset("smoke"), (64, 64, 32))
+    over = BudgetChoice("minimum", smoke, estimate=12.0, allowance=-6.4, fits=False).describe()
     assert "-6" not in over and "OVER the budget: it was spent 6 s before this case's sampling began" in over
-    assert "OVER the 3 s left" in Plan("minimum", preset("smoke"), 12.0, 3.0, fits=False).describe()
-    assert "nothing of it was left" in Plan("minimum", preset("smoke"), 12.0, 0.2, fits=False).describe()
+    assert "OVER the 3 s left" in BudgetChoice("minimum", smoke, 12.0, 3.0, fits=False).describe()
+    assert "nothing of it was left" in BudgetChoice("minimum", smoke, 12.0, 0.2, fits=False).describe()
 
 
 @pytest.mark.parametrize(("variable", "value"), [("ULF_OUTPUT_SOCKET_T1", "../../escape"), ("ULF_SOCKET_T2", "a/b"),
                                                  ("ULF_OUTPUT_SOCKET_FLAIR", "..")])
 def test_a_socket_slug_that_is_a_path_is_refused_naming_its_variable(tmp_path, monkeypatch, caplog, variable, value):
-    from model.cli import main
+    from model.cli.main import main
 
     write_case(grand_challenge_paths(tmp_path / "input"))
     monkeypatch.setenv(variable, value)
@@ -474,7 +476,7 @@ def test_a_socket_slug_that_is_a_path_is_refused_naming_its_variable(tmp_path, m
 
 
 def test_a_model_tarball_one_folder_deeper_is_found_and_said(tmp_path, tiny_weights, monkeypatch, caplog):
-    from model import cli
+    from model.cli import arguments as cli
 
     tarball = tmp_path / "opt-ml-model"
     shutil.copytree(tiny_weights, tarball / "weights")

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from conftest import files_under, run_process, write_case
 from model.errors import WeightsError
-from model.intensity import normalisation_record
-from model.layouts import CONTRASTS
-from model.weights import load_network, sha256_of
+from model.volumes.intensity import normalisation_record
+from model.volumes.layouts import CONTRASTS
+from model.weights.manifest import load_network, sha256_of
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),

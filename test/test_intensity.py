@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from model.errors import InputError
-from model.intensity import fit_intensity_map
+from model.volumes.intensity import fit_intensity_map
 
 
 def test_maps_percentiles_to_the_unit_range_and_back():
@@ -44,7 +44,7 @@ def test_constant_volumes_are_refused(value):
 
 
 def test_targets_keep_the_bright_tail_up_to_the_ceiling_and_outputs_are_guarded_there():
-    from model.intensity import OUTPUT_CEILING
+    from model.volumes.intensity import OUTPUT_CEILING
 
     volume = np.linspace(0, 1000, 10_001, dtype=np.float32)
     mapping = fit_intensity_map(volume)

@@ -1,4 +1,4 @@
-"""Tests of the magnitude-preserving primitives (model/mp_layers.py, after EDM2 Sec. 2.2-2.5)."""
+"""Tests of the magnitude-preserving primitives (model/networks/mp_layers.py, after EDM2 Sec. 2.2-2.5)."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.mp_layers import (
+from model.networks.mp_layers import (
     MP_SILU_SCALE,
     MPConv3d,
     MPFourier,

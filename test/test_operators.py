@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from model.operators import RemoveNoiseVariant, add_noise, estimate_x0, posterior_mean, remove_noise
-from model.schedule import cosine_schedule
+from model.method.operators import RemoveNoiseVariant, add_noise, estimate_x0, posterior_mean, remove_noise
+from model.method.schedule import cosine_schedule
 
 SCHEDULE = cosine_schedule()
 

@@ -1,14 +1,14 @@
-"""One override syntax (model/options.py): key=value items typed by the settings' fields."""
+"""One override syntax (model/cli/options.py): key=value items typed by the settings' fields."""
 
 import argparse
 
 import pytest
 import torch
 
-from model.engine import select_device
+from model.execution.device import select_device
 from model.errors import DeviceError
-from model.options import add_crop, add_device, add_weights, device_name, add_window, configured, parse_overrides, window_of
-from model.settings import PRESETS, SamplerSettings
+from model.cli.options import add_crop, add_device, add_weights, device_name, add_window, configured, parse_overrides, window_of
+from model.config.settings import PRESETS, SamplerSettings
 
 
 def test_overrides_are_typed_by_the_fields():
@@ -55,7 +55,7 @@ def test_shared_arguments():
 
 
 def test_an_explicit_chain_is_parsed_and_must_descend_within_k():
-    from model.options import parse_overrides
+    from model.cli.options import parse_overrides
 
     changes = parse_overrides(["bridge_timestep=150,chain_levels=[40, 10, 1]"])
     assert changes == {"bridge_timestep": 150, "chain_levels": (40, 10, 1)}

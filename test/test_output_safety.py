@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import files_under, grand_challenge_paths, make_image, run_process, write_case
-from model import commit as commit_module
-from model.cli import raise_on_termination
-from model.commit import commit, partial_path, remove_stale_partials
+from model.volumes import atomic as commit_module
+from model.cli.main import raise_on_termination
+from model.volumes.atomic import commit, partial_path, remove_stale_partials
 from model.errors import OutputError, ResultError
-from model.layouts import CONTRASTS, Case
-from model.output_paths import plan_outputs
-from model.volume_io import write_volumes
+from model.volumes.layouts import CONTRASTS, Case
+from model.pipeline.output_paths import plan_outputs
+from model.volumes.images import write_volumes
 
 
 def digests(paths):
@@ -129,10 +129,9 @@ def test_a_failed_rename_rolls_the_commit_back(tmp_path, monkeypatch):
 
 def test_stale_temporaries_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
     dead = 2**31 - 1  # above any pid_max: no such process
-    stale = [f".ulf-partial-{dead}-0123456789ab.mha", f".ulf-partial-{os.getpid()}-0123456789ab.nii.gz",
-             f".T1.partial-{dead}.mha"]
+    stale = [f".ulf-partial-{dead}-0123456789ab.mha", f".ulf-partial-{os.getpid()}-0123456789ab.nii.gz"]
     kept = [f".ulf-partial-{os.getppid()}-0123456789ab.mha",  # a live process may be writing it
-            ".ulf-partial-notes.mha", "T1.mha", ".hidden.partial.txt"]
+            ".ulf-partial-notes.mha", "T1.mha", ".hidden.partial.txt", f".T1.partial-{dead}.mha"]  # not ours
     for name in stale + kept:
         (tmp_path / name).write_text("x")
     assert sorted(p.name for p in remove_stale_partials(tmp_path)) == sorted(stale)

@@ -1,4 +1,4 @@
-"""Precision per device (model/precision.py): the dispatch, the refusals, and float32 blending of low-precision windows."""
+"""Precision per device (model/execution/precision.py): the dispatch, the refusals, and float32 blending of low-precision windows."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from conftest import tiny_networks
-from model import precision as precision_module
-from model.engine import WindowEngine
+from model.execution import precision as precision_module
+from model.execution.engine import WindowEngine
 from model.errors import DeviceError
-from model.precision import cpu_has_native_bfloat16, resolve_precision
-from model.settings import EngineSettings
-from model.windows import evaluate_in_windows, plan_windows
+from model.execution.precision import cpu_has_native_bfloat16, resolve_precision
+from model.config.settings import EngineSettings, SamplerSettings
+from model.execution.plan import plan_case
+from model.execution.windows import evaluate_in_windows, plan_windows
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda", 0)
@@ -79,7 +80,7 @@ def test_bfloat16_autocast_on_the_cpu_gives_float32_output_close_to_float32():
     for precision in ("float32", "bfloat16"):
         engine = WindowEngine(EngineSettings(window=(64, 32, 32), overlap=0.0, precision=precision), CPU,
                               unet=networks["diffusion"], bridge=networks["bridge"])
-        plans = engine.plans_for(tuple(x.shape[2:]))
+        plans = engine.window_plans(plan_case(SamplerSettings(engine=engine.settings), tuple(x.shape[2:])))
         with engine.running():
             outputs[precision] = engine.denoiser(plans, seed=0)(x, 10)
     assert outputs["bfloat16"].dtype == torch.float32

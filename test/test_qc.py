@@ -1,4 +1,4 @@
-"""QC reports (model/qc.py, --qc DIR): a picture and a JSON record per case, an index.html that a real
+"""QC reports (model/pipeline/qc.py, --qc DIR): a picture and a JSON record per case, an index.html that a real
 browser renders."""
 
 import json
@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import head_like, run_process, ulf_enc_paths, write_case
-from model.layouts import CONTRASTS
-from model.qc import GAP, brain_centre, montage, orthogonal_slices
+from model.volumes.layouts import CONTRASTS
+from model.pipeline.qc import GAP, brain_centre, montage, orthogonal_slices
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

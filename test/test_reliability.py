@@ -13,13 +13,13 @@ import SimpleITK as sitk
 import torch
 
 from conftest import TEST_WINDOW, files_under, grand_challenge_paths, make_image, ulf_enc_paths, write_case
-from model import memory
-from model.cli import main
-from model.enhancer import Enhancer
+from model.execution import memory
+from model.cli.main import main
+from model.pipeline.enhancer import Enhancer
 from model.errors import DeviceError
-from model.layouts import CONTRASTS
-from model.settings import preset
-from model.windows import plan_windows
+from model.volumes.layouts import CONTRASTS
+from model.config.settings import preset
+from model.execution.windows import plan_windows
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The record beside every output set, and replaying it (model/run_record.py)."""
+"""The record beside every output set, and replaying it (model/pipeline/run_record.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import TEST_WINDOW, grand_challenge_paths, ulf_enc_paths, write_case
-from model.budget import TimeBudget
-from model.cli import main
-from model.precision import resolve_precision
-from model.run_record import RECORD_SUFFIX
+from model.execution.budget import TimeBudget
+from model.cli.main import main
+from model.execution.precision import resolve_precision
+from model.pipeline.run_record import RECORD_SUFFIX
 
 SMOKE = ["--preset", "smoke", "--window", *map(str, TEST_WINDOW), "--quiet"]
 
@@ -33,7 +33,7 @@ def test_a_run_writes_its_record_and_a_replay_gives_byte_identical_outputs(tmp_p
     record_file = tmp_path / "first" / f"sub_T1{RECORD_SUFFIX}"
     record = json.loads(record_file.read_text())
     assert record["settings"]["seed"] == 3 and record["settings"]["overlap"] == 0.5
-    assert record["device"] == "cpu" and record["plan"] is None
+    assert record["device"] == "cpu" and record["budget"] is None
     assert record["precision"] == resolve_precision("auto", torch.device("cpu"))  # bfloat16 where the CPU has it
     assert set(record["weights"]["networks_sha256"]) == {"diffusion", "bridge"} and record["code_version"]
     assert all(len(entry["sha256"]) == 64 for entry in record["inputs"].values())
@@ -52,7 +52,7 @@ def test_a_budgeted_run_replays_what_it_ran_not_what_was_asked(tmp_path, tiny_we
     assert explicit_run(tmp_path, tiny_weights, "first", *SMOKE, "--time-budget", 0.001) == 0
     record_file = tmp_path / "first" / f"sub_T1{RECORD_SUFFIX}"
     record = json.loads(record_file.read_text())
-    assert record["settings"]["mode"] == "bridge" and not record["plan"]["fits"]
+    assert record["settings"]["mode"] == "bridge" and not record["budget"]["fits"]
     assert explicit_run(tmp_path, tiny_weights, "replayed", "--replay", record_file, "--quiet",
                         "--time-budget", 0.001) == 0
     assert volumes(tmp_path / "first") == volumes(tmp_path / "replayed")
@@ -117,8 +117,8 @@ def test_a_per_case_budget_gives_every_case_the_whole_allowance(per_case):
 def test_a_long_case_name_gets_a_short_unique_record_name(tmp_path):
     from pathlib import Path
 
-    from model.layouts import Case
-    from model.run_record import record_path
+    from model.volumes.layouts import Case
+    from model.pipeline.run_record import record_path
 
     def case(name):
         return Case(name, {}, {c: tmp_path / f"{name}_{c}.nii.gz" for c in ("T1", "T2", "FLAIR")}, layout="files")

@@ -1,12 +1,14 @@
-"""Algorithm 1 and the ablation modes (SPEC 3.5, 3.6)."""
+"""Algorithm 1 and the ablation modes (docs/method.md: Algorithm 1, the ablations)."""
 
+import numpy as np
 import pytest
 import torch
 
-from model.operators import RemoveNoiseVariant
-from model.sampler import Mode, sample
-from model.schedule import cosine_schedule
-from model.windows import evaluate_in_windows, plan_windows
+from model.config.settings import AlgorithmSettings
+from model.method.operators import RemoveNoiseVariant
+from model.method.sampler import Mode, sample
+from model.method.schedule import cosine_schedule
+from model.execution.windows import evaluate_in_windows, plan_windows
 
 SCHEDULE = cosine_schedule()
 
@@ -26,8 +28,8 @@ class CountingDenoiser:
         return 0.5 * torch.tanh(x_t) * (t / 1000)
 
 
-def run(mode, seed=0, denoiser=None, bridge=lambda x: 0.1 * x, **kw):
-    return sample(x0_lf(), mode=mode, denoiser=denoiser or CountingDenoiser(), bridge_residual=bridge,
+def run(mode, seed=0, denoiser=None, bridge=lambda x: 0.1 * x, refinements=3, **kw):
+    return sample(x0_lf(), refinements=refinements, mode=mode, denoiser=denoiser or CountingDenoiser(), bridge_residual=bridge,
                   schedule=SCHEDULE, generator=torch.Generator().manual_seed(seed), **kw)
 
 
@@ -100,10 +102,17 @@ def test_posterior_mean_variant_differs():
 
 
 def test_missing_networks_and_bad_levels_are_refused():
+    """The sampler refuses a missing network; K, J and the levels are the settings' to check (the sampler
+    trusts them), each in one place."""
     with pytest.raises(ValueError, match="needs the bridge"):
         run(Mode.FULL, bridge=None, bridge_timestep=3)
-    with pytest.raises(ValueError, match="levels must lie"):
-        run(Mode.FULL, bridge_timestep=3, levels=(5, 1))
+    with pytest.raises(ValueError, match="chain_levels must descend strictly within 1..K=3"):
+        AlgorithmSettings(bridge_timestep=3, chain_levels=(5, 1))
+    with pytest.raises(ValueError, match="--refine must be at least 1"):
+        AlgorithmSettings(refinements=0)
+    for k in (0, 1001):
+        with pytest.raises(ValueError, match="--bridge-timestep must be in 1..1000"):
+            AlgorithmSettings(bridge_timestep=k).check_against(SCHEDULE)
 
 
 # --- Reference replays of Algorithm 1's arithmetic (the paper's lines 1-9, eqs. 8, 10, 11) -----------------
@@ -300,10 +309,10 @@ def test_an_oracle_denoiser_leaves_the_estimate_unchanged_through_the_chain(K, l
 
 
 def test_the_cpu_preset_chain_bridges_at_K_then_evaluates_25_10_1():
-    """The ``cpu`` preset (model/settings.py; docs/speed.md): Algorithm 1's lines 1-4 at K = 100 (the bridge
+    """The ``cpu`` preset (model/config/settings.py; docs/speed.md): Algorithm 1's lines 1-4 at K = 100 (the bridge
     network sees x_K = AddNoise(x0_LF, eps, 100), eq. 8), then lines 5-9 on the levels 25, 10, 1 with J = 1:
     eps_theta is evaluated exactly at t = 25, 10, 1, each on AddNoise(x0_hat, fresh eps, t)."""
-    from model.settings import preset
+    from model.config.settings import preset
 
     a = preset("cpu").algorithm
     assert (a.mode, a.bridge_timestep, a.visited_levels(), a.refinements) == (Mode.FULL, 100, (25, 10, 1), 1)
@@ -319,3 +328,39 @@ def test_the_cpu_preset_chain_bridges_at_K_then_evaluates_25_10_1():
                      root_a * tolerance + ulps(root_a * x0_hat, root_s * level_noise, x_t)), f"x_t at level {t}"
         x0_hat = ref_remove_noise(x_t, eps_theta, t)
         tolerance = ulps(x_t, root_s * eps_theta) / root_a + ulps(x0_hat)
+
+
+# --- Adding a sampler: one registered function in the method room, nothing else -------------------------------------
+
+
+def test_a_registered_sampler_runs_through_the_enhancer_and_the_command_line_settings(tiny_weights):
+    """A DDIM-style deterministic refinement (x_t = sqrt(alpha_bar_t) x0, no fresh noise), registered in a few
+    lines: the settings accept its name, the enhancer runs it on the case plan's levels, and it is what ran (its
+    output does not depend on the seed after the bridge is taken out, unlike Algorithm 1's)."""
+    from model.cli.options import typed_setting
+    from model.config.settings import preset
+    from model.method.operators import remove_noise
+    from model.method.sampler import SAMPLERS, register_sampler
+    from model.pipeline.enhancer import Enhancer
+
+    @register_sampler("deterministic-test")
+    def deterministic(x0_lf, networks, schedule, generator, steps, hooks):
+        x0 = x0_lf.clone()
+        for level in steps.levels:
+            x_t = schedule.alpha_bar_at(level) ** 0.5 * x0
+            x0 = remove_noise(x_t, networks.denoiser(x_t, level), level, schedule, steps.variant)
+        return x0
+
+    try:
+        assert typed_setting("sampler", "deterministic-test") == "deterministic-test"
+        settings = preset("smoke").updated(window=(32, 32, 32), mode="diffusion", sampler="deterministic-test")
+        volume = np.random.default_rng(0).uniform(-1, 1, (3, 20, 18, 12)).astype(np.float32)
+        runs = [Enhancer(settings.updated(seed=seed), tiny_weights, torch.device("cpu")).enhance(volume) for seed in (0, 1)]
+        assert np.array_equal(runs[0].volume, runs[1].volume) and runs[0].counts.evaluations == len(runs[0].plan.levels) == 2
+        paper = [Enhancer(settings.updated(seed=seed, sampler="algorithm-1"), tiny_weights, torch.device("cpu")).enhance(volume)
+                 for seed in (0, 1)]
+        assert not np.array_equal(paper[0].volume, paper[1].volume)
+    finally:
+        SAMPLERS.pop("deterministic-test")
+    with pytest.raises(ValueError, match="--sampler must be one of algorithm-1"):
+        preset("smoke").updated(sampler="deterministic-test")

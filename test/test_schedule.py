@@ -1,4 +1,4 @@
-"""The noise schedule (SPEC 3.1) against MONAI's DDPMScheduler, the schedules a manifest may name, and the sampled levels."""
+"""The noise schedule (docs/method.md: noise schedule) against MONAI's DDPMScheduler, the schedules a manifest may name, and the sampled levels."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.networks.schedulers import DDPMScheduler
 
-from model.schedule import cosine_schedule, named_schedule, sampling_levels
+from model.method.schedule import cosine_schedule, named_schedule, sampling_levels
 
 
 def test_alpha_bars_match_monai_with_shifted_index():

@@ -1,4 +1,4 @@
-"""Cohorts over processes (model/sharding.py): deterministic shares, and a real two-process torchrun run
+"""Cohorts over processes (model/cli/sharding.py): deterministic shares, and a real two-process torchrun run
 (gloo, CPU) that writes exactly what one process writes."""
 
 import os
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_WINDOW, files_under, ulf_enc_paths, write_case
-from model.batch import CaseResult
+from model.cli.cohorts import CaseResult
 from model.errors import UsageError
-from model.layouts import Case
-from model.sharding import Shard, current_shard
+from model.volumes.layouts import Case
+from model.cli.sharding import Shard, current_shard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def test_a_share_refused_as_a_whole_still_joins_the_gathering(monkeypatch):
     import socket
 
     from model.errors import OutputError
-    from model.sharding import run_shard
+    from model.cli.sharding import run_shard
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from model.layouts import CONTRASTS, mask_path, volume_path
+from model.volumes.layouts import CONTRASTS, mask_path, volume_path
 from simulation import generate_subject, write_subject
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.schedule import cosine_schedule
+from model.method.schedule import cosine_schedule
 from training import losses
 from training.cli import apply_overrides
 from training.config import DataConfig, RunConfig, load_config

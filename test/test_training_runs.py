@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from model.errors import WeightsError
-from model.intensity import OUTPUT_CEILING, normalisation_record
-from model.weights import load_network, read_manifest, sha256_of
+from model.volumes.intensity import OUTPUT_CEILING, normalisation_record
+from model.weights.manifest import load_network, read_manifest, sha256_of
 from test_training_helpers import single_thread, tiny_config, write_tiny_dataset  # noqa: F401 (fixture)
 from training import checkpoint
 from training.cli import main

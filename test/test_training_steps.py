@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from model.bridge import Bridge, BridgeConfig
-from model.schedule import cosine_schedule
-from model.unet import MPUNet3D, UNetConfig
+from model.networks.bridge import Bridge, BridgeConfig
+from model.method.schedule import cosine_schedule
+from model.networks.unet import MPUNet3D
+from model.networks.unet_config import UNetConfig
 from test_training_helpers import single_thread  # noqa: F401 (fixture)
 from training.config import BridgeTraining, DiffusionTraining
 from training.objectives import BridgeObjective, DiffusionObjective, train_step

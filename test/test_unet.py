@@ -1,11 +1,12 @@
-"""Tests of the 3D magnitude-preserving U-Net (model/unet.py): shapes, EDM2 initial behaviour, config."""
+"""Tests of the 3D magnitude-preserving U-Net (model/networks/unet.py): shapes, EDM2 initial behaviour, config."""
 
 import json
 
 import pytest
 import torch
 
-from model.unet import MPUNet3D, UNetBlock, UNetConfig, down_factors_for, tiny_config
+from model.networks.unet import MPUNet3D, UNetBlock
+from model.networks.unet_config import UNetConfig, down_factors_for, tiny_config
 
 
 def small_config(**overrides) -> UNetConfig:

@@ -9,8 +9,8 @@ import torch
 
 from conftest import tiny_networks
 from model.errors import WeightsError
-from model.schedule import cosine_schedule
-from model.weights import load_network, load_schedule, save_networks, untrained_networks
+from model.method.schedule import cosine_schedule
+from model.weights.manifest import load_network, load_schedule, save_networks, untrained_networks
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_weights_that_do_not_fit_the_architecture(tmp_path, weights):
     diffusion = torch.load(other / "diffusion.pt", weights_only=True)
     torch.save({**diffusion, "state_dict": bridge["state_dict"]}, other / "diffusion.pt")
     manifest = json.loads((other / "manifest.json").read_text())
-    from model.weights import sha256_of
+    from model.weights.manifest import sha256_of
     manifest["networks"]["diffusion"]["sha256"] = sha256_of(other / "diffusion.pt")
     (other / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(WeightsError, match="do not fit its configuration"):
@@ -73,7 +73,7 @@ def test_manifest_records_the_schedule_and_old_manifests_read_as_cosine_1000(wei
     assert load_schedule(weights).num_timesteps == 500
     del manifest["schedule"]
     (weights / "manifest.json").write_text(json.dumps(manifest))
-    caplog.set_level("INFO", logger="model.weights")
+    caplog.set_level("INFO", logger="model.weights.manifest")
     old = load_schedule(weights)
     assert old.name == "cosine" and old.num_timesteps == 1000 and "records no noise schedule" in caplog.text
     (weights / "manifest.json").write_text(json.dumps({**manifest, "schedule": {"name": "linear", "timesteps": 10}}))
@@ -86,8 +86,8 @@ def test_shipped_manifest_names_its_schedule():
 
 
 def test_bridge_timestep_is_checked_against_the_weights_schedule(weights):
-    from model.enhancer import Enhancer
-    from model.settings import preset
+    from model.pipeline.enhancer import Enhancer
+    from model.config.settings import preset
 
     save_networks(weights, tiny_networks(), trained=False, provenance={}, schedule=cosine_schedule(300))
     with pytest.raises(ValueError, match=r"--bridge-timestep must be in 1\.\.300"):
@@ -101,9 +101,9 @@ def test_settings_outside_the_trained_timesteps_are_warned_about(tiny_weights, t
     import logging
     import shutil
 
-    from model.enhancer import warn_outside_training
-    from model.settings import PRESETS
-    from model.weights import trained_timesteps
+    from model.pipeline.enhancer import warn_outside_training
+    from model.config.settings import PRESETS
+    from model.weights.manifest import trained_timesteps
 
     folder = tmp_path / "weights"
     shutil.copytree(tiny_weights, folder)
@@ -112,7 +112,7 @@ def test_settings_outside_the_trained_timesteps_are_warned_about(tiny_weights, t
         manifest["networks"][name]["provenance"] = {name: {"training_config": {name: section}}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert trained_timesteps(folder, "bridge") == (50, 250) and trained_timesteps(tiny_weights, "bridge") is None
-    with caplog.at_level(logging.WARNING, logger="model.enhancer"):
+    with caplog.at_level(logging.WARNING, logger="model.pipeline.enhancer"):
         warn_outside_training(PRESETS["paper"].updated(bridge_timestep=100, chain_levels=(10, 1)), folder)
         assert caplog.text == ""
         warn_outside_training(PRESETS["paper"], folder)  # K = 400 and levels 400..1
@@ -121,7 +121,7 @@ def test_settings_outside_the_trained_timesteps_are_warned_about(tiny_weights, t
 
 
 def test_save_networks_records_this_codes_intensity_normalisation(weights):
-    from model.intensity import HIGH_PERCENTILE, LOW_PERCENTILE, OUTPUT_CEILING, normalisation_record
+    from model.volumes.intensity import HIGH_PERCENTILE, LOW_PERCENTILE, OUTPUT_CEILING, normalisation_record
 
     recorded = json.loads((weights / "manifest.json").read_text())["intensity"]
     assert recorded == normalisation_record()
@@ -151,7 +151,7 @@ def test_a_manifest_without_intensity_is_read_as_this_codes_and_logged_once(weig
     manifest = json.loads((weights / "manifest.json").read_text())
     del manifest["intensity"]
     (weights / "manifest.json").write_text(json.dumps(manifest))
-    caplog.set_level("INFO", logger="model.weights")
+    caplog.set_level("INFO", logger="model.weights.manifest")
     load_schedule(weights)
     load_network(weights, "diffusion")
     load_network(weights, "bridge")
@@ -161,7 +161,7 @@ def test_a_manifest_without_intensity_is_read_as_this_codes_and_logged_once(weig
 def test_shipped_manifest_records_the_normalisation_and_an_honest_lineage():
     """The shipped weights name how they see intensities, the commit that trained each network, and where each
     started, by checksum, back through the earlier shipped networks."""
-    from model.intensity import normalisation_record
+    from model.volumes.intensity import normalisation_record
 
     manifest = json.loads((Path(__file__).resolve().parent.parent / "weights" / "manifest.json").read_text())
     assert manifest["intensity"] == normalisation_record()

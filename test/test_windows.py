@@ -4,7 +4,7 @@ import pytest
 import torch
 from monai.inferers import sliding_window_inference
 
-from model.windows import evaluate_in_windows, plan_windows
+from model.execution.windows import evaluate_in_windows, plan_windows
 
 
 @pytest.mark.parametrize("shape", [(45, 37, 19), (10, 37, 5), (16, 16, 8)])
@@ -58,7 +58,7 @@ def test_bad_overlap_and_shape_are_refused():
 
 # --- speed levers: reused buffers with full batches, shifted grids (docs/speed.md) -----------------
 
-from model.windows import WindowBuffers, random_shift  # noqa: E402
+from model.execution.windows import WindowBuffers, random_shift  # noqa: E402
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -1,9 +1,9 @@
-"""The training stage of the bridged denoising diffusion (SPEC 1, 3.3, 3.4): never part of the inference image.
+"""The training stage of the bridged denoising diffusion (docs/method.md: the diffusion network, the bridge): never part of the inference image.
 
 * :mod:`training.config` - run configurations (TOML/JSON), saved beside the checkpoints
 * :mod:`training.data`, :mod:`training.patches` - subjects (ULF-EnC layout or the simulator), their
   one-time preparation, the subject split, and deterministic per-sample patches, timesteps and noise
-* :mod:`training.losses` - the losses of eqs. 4-9 (eq. 10 per sample is :func:`model.operators.add_noise`)
+* :mod:`training.losses` - the losses of eqs. 4-9 (eq. 10 per sample is :func:`model.method.operators.add_noise`)
 * :mod:`training.objectives` - both networks' objectives and optimiser steps
 * :mod:`training.loop`, :mod:`training.runtime`, :mod:`training.checkpoint`, :mod:`training.monitor`,
   :mod:`training.validation` - the loop, torchrun/DDP, checkpoints and EMA, logging, validation

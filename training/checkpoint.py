@@ -105,7 +105,7 @@ def initialisation_record(directory: Path, kind: str) -> dict[str, Any]:
     what the record names) and that network's manifest provenance (itself carrying ``initialised_from`` when it
     was fine-tuned too), so an export names its whole lineage even after the folder it started from is gone."""
     from model.errors import WeightsError
-    from model.weights import network_entry, read_manifest, sha256_of
+    from model.weights.manifest import network_entry, read_manifest, sha256_of
 
     directory = Path(directory)
     manifest = read_manifest(directory)
@@ -140,7 +140,7 @@ def record_code(run_dir: Path, step: int) -> dict[str, Any]:
     """Write the run's ``code.json`` when it starts (``step`` 0): the git commit and the intensity normalisation
     it trains with; a resume (``step`` > 0) appends its own under ``resumes``. A run from before ``code.json``
     gets one whose start is unknown (``code_version`` and ``intensity`` null)."""
-    from model.intensity import normalisation_record
+    from model.volumes.intensity import normalisation_record
 
     path = Path(run_dir) / CODE
     now = {"code_version": code_version(), "intensity": normalisation_record(), "at": _now()}
@@ -155,7 +155,7 @@ def record_code(run_dir: Path, step: int) -> dict[str, Any]:
 
 def check_code_resumable(run_dir: Path) -> None:
     """Refuse to resume a run that started with another intensity normalisation than this code implements."""
-    from model.intensity import normalisation_record
+    from model.volumes.intensity import normalisation_record
 
     record = read_code(run_dir)
     started = record.get("intensity") if record else None

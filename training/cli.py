@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model.errors import EnhancementError
-from model.options import parse_value, split_assignment
+from model.cli.options import parse_value, split_assignment
 from training.config import NETWORKS, RunConfig, load_config
 
 EXAMPLES = """examples:
@@ -32,7 +32,7 @@ EXAMPLES = """examples:
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
-        description="Train the high-field diffusion model (SPEC 3.3) or the bridge (SPEC 3.4) of the bridged "
+        description="Train the high-field diffusion model (docs/method.md: the diffusion network) or the bridge (docs/method.md: the bridge) of the bridged "
                     "denoising diffusion, on one process or many (torchrun), and export frozen weights.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in NETWORKS:
@@ -70,7 +70,7 @@ def _config_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set dotted keys (``train.steps=100``) in a nested configuration dict; values in TOML syntax, read as
-    every override of the project is (:func:`model.options.parse_value`)."""
+    every override of the project is (:func:`model.cli.options.parse_value`)."""
     for item in overrides:
         try:
             key, text = split_assignment(item)

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from model.bridge import BridgeConfig
-from model.unet import UNetConfig
+from model.networks.bridge import BridgeConfig
+from model.config.settings import PRECISIONS
+from model.networks import NETWORK_NAMES, WINDOW
+from model.networks.unet_config import UNetConfig
 
-NETWORKS = ("diffusion", "bridge")
+NETWORKS = NETWORK_NAMES
 DATA_KINDS = ("ulf-enc", "simulated")
 LESION_CHOICES = ("auto", "always", "never")
 VARIATIONS = ("nominal", "training", "shifted")  # as simulation.variation.VARIATIONS (not imported: training data may be real)
-PRECISIONS = ("bfloat16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -42,7 +43,7 @@ class DataConfig:
     cache: str = ""  # folder of prepared (normalised) arrays; "" -> RUN_DIR/data-cache
     validation_fraction: float = 0.1  # share of subjects held out (at least one when there are two or more)
     validation_subjects: tuple[str, ...] = ()  # explicit held-out IDs (override validation_fraction)
-    patch: tuple[int, int, int] = (128, 128, 32)  # training patch (x, y, z)
+    patch: tuple[int, int, int] = WINDOW  # training patch (x, y, z): by default the inference window
     head_fraction: float = 0.9  # share of patches centred on a head voxel (the rest anywhere)
     head_threshold: float = 0.1  # head = any high-field contrast above this fraction of its [-1, 1] range
     workers: int = 2  # data-loader worker processes per training process (0: in the main process)
@@ -67,12 +68,12 @@ class TrainConfig:
 
     steps: int = 200_000  # optimiser steps (the bridge's identity step does not count separately)
     batch_size: int = 4  # global batch: split evenly over the torchrun processes
-    lr: float = 3e-4  # AdamW (SPEC 3.3); [diffusion] / [bridge] lr overrides it per network
+    lr: float = 3e-4  # AdamW (docs/method.md: the diffusion network); [diffusion] / [bridge] lr overrides it per network
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.01  # torch's AdamW default (the paper does not state it)
     grad_clip: float = 1.0  # max global gradient norm; 0 switches clipping off
     ema_decay: float = 0.999  # EMA of the weights, warmed up as min(decay, (1 + step) / (10 + step))
-    precision: str = "bfloat16"  # bf16 autocast on CUDA and on CPUs with native bfloat16 (else float32)
+    precision: str = "auto"  # auto or bfloat16: bf16 autocast on CUDA and on CPUs with native bfloat16, else float32
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = 50  # training scalars to TensorBoard and metrics.jsonl
     validate_every: int = 1000  # validation metrics and image panels (0: only at the end)
@@ -92,6 +93,8 @@ class TrainConfig:
         _check(self.weight_decay >= 0 and self.grad_clip >= 0, "train.weight_decay and train.grad_clip must be non-negative")
         _check(0.0 <= self.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         _check(self.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        _check(self.precision != "float16", "train.precision = float16 is for inference on a T4; training has no loss "
+                                            "scaling: use auto or bfloat16")
         _check(self.device in DEVICES, f"train.device must be one of {DEVICES}, got {self.device!r}")
         _check(self.validate_every >= 0, "train.validate_every must be non-negative")
         _check(self.time_limit_minutes >= 0, f"train.time_limit_minutes must be non-negative, got {self.time_limit_minutes}")
@@ -99,7 +102,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DiffusionTraining:
-    """The high-field epsilon-network and its loss (SPEC 3.3, eqs. 4-7)."""
+    """The high-field epsilon-network and its loss (docs/method.md: the diffusion network, eqs. 4-7)."""
 
     network: UNetConfig = field(default_factory=UNetConfig)
     lr: float | None = None  # this network's learning rate; absent (None): train.lr
@@ -128,7 +131,7 @@ class DiffusionTraining:
 
 @dataclass(frozen=True)
 class BridgeTraining:
-    """The Swin UNETR bridge and its losses (SPEC 3.4, eqs. 8, 9)."""
+    """The Swin UNETR bridge and its losses (docs/method.md: the bridge, eqs. 8, 9)."""
 
     network: BridgeConfig = field(default_factory=BridgeConfig)
     lr: float | None = None  # this network's learning rate; absent (None): train.lr

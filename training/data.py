@@ -2,8 +2,8 @@
 
 Two sources, one result. ``ulf-enc`` reads the challenge's own layout
 (``ROOT/<ID>/3T/<ID>_{T1,T2,FLAIR}.nii.gz``, ``ROOT/<ID>/64mT/...``) through
-:func:`model.case.load_case`, i.e. exactly as inference reads a case (grid checks, resampling to
-1 mm, the per-contrast [-1, 1] map of :mod:`model.intensity`). ``simulated`` runs
+:func:`model.pipeline.enhance_case.load_case`, i.e. exactly as inference reads a case (grid checks, resampling to
+1 mm, the per-contrast [-1, 1] map of :mod:`model.volumes.intensity`). ``simulated`` runs
 :func:`simulation.generate_subject` (IDs and seeds as ``python -m simulation --seed S``) and applies
 the same intensity map. Either way each subject is prepared once into a cache folder as
 ``high.npy``, ``low.npy`` (when there is a low field), ``head.npy`` (flat indices of head voxels)
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from model.layouts import CONTRASTS
+from model.volumes.layouts import CONTRASTS
 from training.config import DataConfig
 
-FORMAT = 2  # 2: high-field targets clipped at model.intensity.OUTPUT_CEILING instead of 1
+FORMAT = 2  # 2: high-field targets clipped at model.volumes.intensity.OUTPUT_CEILING instead of 1
 SIMULATED_PREFIX = "SIM"
 LESIONS = {"auto": None, "always": True, "never": False}
 
@@ -36,7 +36,7 @@ def list_subjects(config: DataConfig) -> list[str]:
         from simulation.dataset import subject_id
 
         return [subject_id(SIMULATED_PREFIX, n) for n in range(1, config.subjects + 1)]
-    from model.layouts import reference_subjects
+    from model.volumes.layouts import reference_subjects
 
     root = Path(config.root)
     if not root.is_dir():
@@ -68,7 +68,7 @@ def split_subjects(subjects: list[str], config: DataConfig, seed: int) -> dict[s
 
 def _source_key(config: DataConfig, subject: str) -> dict[str, Any]:
     """What the prepared arrays of ``subject`` depend on; a change triggers a rebuild."""
-    from model.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
+    from model.volumes.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
 
     key: dict[str, Any] = {"format": FORMAT, "percentiles": [LOW_PERCENTILE, HIGH_PERCENTILE],
                            "head_threshold": config.head_threshold}
@@ -91,17 +91,17 @@ def _source_key(config: DataConfig, subject: str) -> dict[str, Any]:
 
 
 def _ulf_enc_files(root: Path, subject: str) -> dict[str, Path]:
-    from model.layouts import HIGH_FIELD, LOW_FIELD, volume_path
+    from model.volumes.layouts import HIGH_FIELD, LOW_FIELD, volume_path
 
     return {f"{field}/{c}": volume_path(root, subject, field, c) for field in (HIGH_FIELD, LOW_FIELD) for c in CONTRASTS}
 
 
 def _load_ulf_enc(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Normalised (3, X, Y, Z) high and (when present) low field of one subject, as inference reads them."""
-    from model.layouts import HIGH_FIELD, LOW_FIELD
-    from model.case import load_case
-    from model.layouts import Case
-    from model.volume_io import grid_differences, image_to_array
+    from model.volumes.layouts import HIGH_FIELD, LOW_FIELD
+    from model.pipeline.enhance_case import load_case
+    from model.volumes.layouts import Case
+    from model.volumes.images import grid_differences, image_to_array
 
     files = _ulf_enc_files(root, subject)
     loaded = {}
@@ -122,7 +122,7 @@ def _load_ulf_enc(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray | No
 
 def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.ndarray]:
     """A simulated pair, normalised per contrast with the map inference uses."""
-    from model.intensity import normalise_contrasts
+    from model.volumes.intensity import normalise_contrasts
     from simulation import generate_subject, subject_variation
 
     spec = _source_key(config, subject)["simulated"]
@@ -134,8 +134,8 @@ def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.nd
 
 def _high_field_target(volumes: list[np.ndarray], subject: str) -> np.ndarray:
     """The normalised 3 T volumes as training targets: the inference map, clipped at OUTPUT_CEILING, not 1,
-    so that the networks learn the 3 T's bright tail (model/intensity.py says why)."""
-    from model.intensity import OUTPUT_CEILING, normalise_contrasts
+    so that the networks learn the 3 T's bright tail (model/volumes/intensity.py says why)."""
+    from model.volumes.intensity import OUTPUT_CEILING, normalise_contrasts
 
     return normalise_contrasts(volumes, [f"{subject} 3T {c}" for c in CONTRASTS], ceiling=OUTPUT_CEILING)[0]
 

@@ -1,5 +1,5 @@
 """Export: the newest checkpoint of a diffusion run and of a bridge run, as frozen networks plus the
-manifest that inference loads (:func:`model.weights.save_networks`).
+manifest that inference loads (:func:`model.weights.manifest.save_networks`).
 
 The EMA weights are exported by default. Each network's manifest provenance carries the
 training configuration, the data provenance and subject split, the step, the checkpoint's
@@ -18,9 +18,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from model.intensity import normalisation_record
-from model.schedule import cosine_schedule
-from model.weights import load_network, read_manifest, save_networks, sha256_of
+from model.volumes.intensity import normalisation_record
+from model.method.schedule import cosine_schedule
+from model.weights.manifest import load_network, read_manifest, save_networks, sha256_of
 from training import checkpoint
 from training.config import NETWORKS, RunConfig
 from training.loop import build_network

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from model.bridge import Bridge
-from model.unet import MPUNet3D
+from model.networks.bridge import Bridge
+from model.networks.unet import MPUNet3D
 from training import checkpoint, data, patches
 from training.config import RunConfig
 from training.monitor import Monitor
@@ -48,7 +48,7 @@ def initialise_from_weights(network: nn.Module, kind: str, directory: Path) -> N
     The folder's manifest, checksum and configuration are checked as inference checks them; its
     architecture must equal this run's.
     """
-    from model.weights import load_network
+    from model.weights.manifest import load_network
 
     exported = load_network(directory, kind)
     if exported.config != network.config:

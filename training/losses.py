@@ -1,4 +1,4 @@
-"""The training losses, one equation per function (paper eqs. 4-9; SPEC 3.3, 3.4).
+"""The training losses, one equation per function (paper eqs. 4-9; docs/method.md: the diffusion network, the bridge).
 
 Every loss is a mean over voxels, channels and batch elements, so a loss over a batch equals the
 mean of the losses of its halves: what DistributedDataParallel's gradient averaging needs for
@@ -67,7 +67,7 @@ def _ssim(window: int) -> SSIMLoss:
 
 
 def ssim_loss(x0_estimate: torch.Tensor, x0: torch.Tensor, window: int = 7) -> torch.Tensor:
-    """``1 - SSIM3D(x0_hat, x0)`` (SPEC 3.3): MONAI's 3D SSIM, data range 2 for [-1, 1] images.
+    """``1 - SSIM3D(x0_hat, x0)`` (docs/method.md: the diffusion network): MONAI's 3D SSIM, data range 2 for [-1, 1] images.
 
     Gaussian window (sigma 1.5) of ``window`` voxels, valid convolution; SSIM is averaged over
     voxels and channels per sample, ``1 - SSIM`` over the batch.
@@ -76,12 +76,12 @@ def ssim_loss(x0_estimate: torch.Tensor, x0: torch.Tensor, window: int = 7) -> t
 
 
 def latent_alignment_loss(bridged: torch.Tensor, noisy_high: torch.Tensor) -> torch.Tensor:
-    """Latent alignment (SPEC 3.4): ``|| x_t^HF_hat - x_t^HF ||^2`` with ``x_t^HF_hat = x_t^LF + phi(x_t^LF)`` (eq. 8)."""
+    """Latent alignment (docs/method.md: the bridge): ``|| x_t^HF_hat - x_t^HF ||^2`` with ``x_t^HF_hat = x_t^LF + phi(x_t^LF)`` (eq. 8)."""
     return F.mse_loss(bridged, noisy_high)
 
 
 def clean_estimate_loss(x0_estimate: torch.Tensor, x0_high: torch.Tensor) -> torch.Tensor:
-    """The bridge's clean-image term (SPEC 3.4): ``|| RemoveNoise(x_t^HF_hat, eps, t) - x0^HF ||^2``."""
+    """The bridge's clean-image term (docs/method.md: the bridge): ``|| RemoveNoise(x_t^HF_hat, eps, t) - x0^HF ||^2``."""
     return F.mse_loss(x0_estimate, x0_high)
 
 

@@ -1,9 +1,9 @@
 """The two training objectives as modules (so DistributedDataParallel wraps network and loss together),
 and one optimiser step of each network.
 
-* :class:`DiffusionObjective` (SPEC 3.3): ``x_t = AddNoise(x0, eps, t)``, ``eps_theta(x_t, t)``,
+* :class:`DiffusionObjective` (docs/method.md: the diffusion network): ``x_t = AddNoise(x0, eps, t)``, ``eps_theta(x_t, t)``,
   loss ``||eps - eps_theta||^2 + l_ssim (1 - SSIM3D(x0_hat, x0)) + l_sobel ||grad x0_hat - grad x0||``.
-* :class:`BridgeObjective` (SPEC 3.4): one shared ``eps`` noises both fields to ``t``;
+* :class:`BridgeObjective` (docs/method.md: the bridge): one shared ``eps`` noises both fields to ``t``;
   ``x_t^HF_hat = x_t^LF + phi(x_t^LF)`` (eq. 8); loss ``l_lat ||x_t^HF_hat - x_t^HF||^2 +
   l_x0 ||RemoveNoise(x_t^HF_hat, eps, t) - x0^HF||^2``; with ``identity=True`` the separate
   identity step's loss ``l_id ||phi(x_t^HF)||^2`` (eq. 9).
@@ -18,10 +18,10 @@ from typing import ContextManager
 import torch
 from torch import nn
 
-from model.bridge import Bridge
-from model.operators import add_noise, estimate_x0
-from model.schedule import cosine_schedule
-from model.unet import MPUNet3D
+from model.networks.bridge import Bridge
+from model.method.operators import add_noise, estimate_x0
+from model.method.schedule import cosine_schedule
+from model.networks.unet import MPUNet3D
 from training import losses
 from training.config import BridgeTraining, DiffusionTraining
 

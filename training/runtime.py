@@ -16,7 +16,7 @@ from typing import ContextManager
 import torch
 import torch.distributed as dist
 
-from model.precision import cpu_has_native_bfloat16
+from model.execution.precision import cpu_has_native_bfloat16
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Runtime:
         return dict(zip(names, stacked.tolist()))
 
 
-def start(device: str = "auto", precision: str = "bfloat16") -> Runtime:
+def start(device: str = "auto", precision: str = "auto") -> Runtime:
     """Join the torchrun process group (when there is one) and pick this process's device."""
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -81,10 +81,13 @@ def start(device: str = "auto", precision: str = "bfloat16") -> Runtime:
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
     # On the CPU only where the processor computes bfloat16 natively: measured 1.4x (diffusion and bridge)
     # per step on a Zen 4 AMD EPYC, one thread (docs/training.md); emulated elsewhere, and far slower.
+    # "auto" and "bfloat16" (the inference vocabulary, model.config.settings.PRECISIONS) both mean: bf16 autocast
+    # where the device computes it natively, else float32 (a training run never emulates it).
     native = use_cuda or cpu_has_native_bfloat16()
+    wants_bfloat16 = precision in ("auto", "bfloat16")
     if precision == "bfloat16" and not native:
         log.info("train.precision = bfloat16: this CPU has no native bfloat16 (AVX512-BF16 / AMX); computing in float32")
-    return Runtime(rank, world_size, local_rank, chosen, bfloat16=precision == "bfloat16" and native)
+    return Runtime(rank, world_size, local_rank, chosen, bfloat16=wants_bfloat16 and native)
 
 
 def stop(runtime: Runtime) -> None:

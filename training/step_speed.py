@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from model.precision import cpu_has_native_bfloat16
+from model.execution.precision import cpu_has_native_bfloat16
+from model.networks import NETWORK_NAMES
 from training.config import load_config
 from training.loop import build_network
 from training.objectives import build_objective
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     precisions = ["float32"] + (["bfloat16"] if cpu_has_native_bfloat16() else [])
     print(f"{args.threads} thread(s), batch {config.train.batch_size} of {config.data.patch}, native bfloat16: "
           f"{'yes' if len(precisions) > 1 else 'no'}\n\n| network | precision | s / step | steps / hour |\n|---|---|---|---|")
-    for kind in ("diffusion", "bridge"):
+    for kind in NETWORK_NAMES:
         for precision in precisions:
             seconds = step_seconds(kind, config, precision, args.repeats)
             print(f"| {kind} | {precision} | {seconds:.2f} | {3600 / seconds:.0f} |", flush=True)

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.operators import add_noise, estimate_x0
-from model.schedule import NoiseSchedule
+from model.method.operators import add_noise, estimate_x0
+from model.method.schedule import NoiseSchedule
 from training import losses
 from training.config import RunConfig
 from training.data import PreparedSubject

@@ -11,8 +11,9 @@ of the resolution, so that scoring takes seconds):
                            and ``<pk>/output/images/<slug>/<uuid>.mha`` per job;
 * ``WORK/eval_duplicate``  the local submission with one subject's T1 volume written as its T2 too.
 
-``compare METRICS SUMMARY`` checks that a ``metrics.json`` of the container has the aggregates of
-``python -m evaluation``'s ``summary.json`` (same metric, same numbers).
+``compare METRICS SUMMARY`` checks that a ``metrics.json`` of the container has the platform's aggregates
+format (per metric ``{"mean", "std", "count"}``, numbers only) and the means of ``python -m evaluation``'s
+``summary.json`` (same metric, same numbers).
 """
 
 from __future__ import annotations
@@ -85,11 +86,19 @@ def prepare(work: Path, subjects: int = 2, seed: int = 11) -> list[str]:
 
 
 def compare(metrics_file: Path, summary_file: Path, tolerance: float = 1e-9) -> list[str]:
-    """Differences between the container's aggregates and ``python -m evaluation``'s summary."""
+    """Differences between the container's aggregates and ``python -m evaluation``'s summary, and departures of
+    the aggregates from the platform's format (per metric exactly ``mean``, ``std`` and ``count``, numbers)."""
     metrics, summary = json.loads(metrics_file.read_text()), json.loads(summary_file.read_text())
     aggregates = metrics["aggregates"]
-    problems = [f"{k}: {aggregates.get(k)} != {summary[k]}" for k in KEYS
-                if not isinstance(aggregates.get(k), float) or abs(aggregates[k] - summary[k]) > tolerance]
+    problems = [f"aggregates.{k}: {v!r} is not {{'mean', 'std', 'count'}} of numbers" for k, v in aggregates.items()
+                if not isinstance(v, dict) or set(v) != {"mean", "std", "count"}
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values())]
+    if problems:
+        return problems
+    problems = [f"{k}: {aggregates.get(k, {}).get('mean')} != {summary[k]}" for k in KEYS
+                if k not in aggregates or abs(aggregates[k]["mean"] - summary[k]) > tolerance]
+    problems += [f"{k}: count {v['count']} for {summary['cases']} cases" for k, v in aggregates.items()
+                 if v["count"] != summary["cases"]]
     if len(metrics["results"]) != summary["cases"]:
         problems.append(f"{len(metrics['results'])} results for {summary['cases']} cases")
     return problems

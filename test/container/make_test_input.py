@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 SEED = 31
 SIZE = (112, 112, 40)
 CONTRASTS = ("T1", "T2", "FLAIR")
-INPUT_SLUGS = {c: f"low-field-{c.lower()}-brain-mri" for c in CONTRASTS}  # model/layouts.py's defaults
+INPUT_SLUGS = {c: f"low-field-{c.lower()}-brain-mri" for c in CONTRASTS}  # model/volumes/layouts.py's defaults
 
 
 def centred_slab(image: sitk.Image, size: tuple[int, int, int]) -> sitk.Image:

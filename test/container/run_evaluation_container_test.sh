@@ -5,8 +5,10 @@
 #      expected numbers from `python -m evaluation` run outside
 #   3. the image as the platform runs it (no network, read-only /input and ground truth, non-root) on
 #      a local ULF-EnC submission and on a Grand Challenge one (predictions.json): metrics.json equal
-#      to the expected numbers
-#   4. a submission with one volume written to two contrasts: rejected (exit 1) by evalutils'
+#      to the expected numbers (aggregates: per metric {"mean", "std", "count"}, numbers only)
+#   4. the Grand Challenge submission again with GRAND_CHALLENGE_MAX_WORKERS=2: subjects scored in two
+#      processes, the same metrics.json byte for byte
+#   5. a submission with one volume written to two contrasts: rejected (exit 1) by evalutils'
 #      UniqueImagesValidator with a message naming the two, and no metrics.json
 # Environment: BASE_IMAGE, PYTHON, DOCKER_BUILD_NETWORK (host), EVALUATION_TEST_IMAGE,
 # EVALUATION_TEST_WORK (default: a new temporary folder, removed on success), KEEP_WORK=1.
@@ -56,11 +58,12 @@ t0=$SECONDS
 say "submissions and expected numbers in $((SECONDS - t0)) s (subjects: $(tail -n 1 "$work/logs/prepare.log"))"
 chmod -R a+rX "$work/eval_reference" "$work/eval_ulf" "$work/eval_gc" "$work/eval_duplicate"
 
-evaluate() {  # evaluate NAME SUBMISSION: run the image on it; output in $work/out_NAME, log in logs/NAME.log
+evaluate() {  # evaluate NAME SUBMISSION [DOCKER_RUN_ARGS...]: run the image on it; output in $work/out_NAME, log in logs/NAME.log
     local name="$1" submission="$2" t0=$SECONDS rc=0
+    shift 2
     mkdir -p "$work/out_$name"; chmod 0777 "$work/out_$name"
     timeout -k 30 900 docker run --rm --init --network none --memory 4g --pids-limit 128 --cap-drop ALL \
-        --security-opt no-new-privileges --read-only --tmpfs /tmp:rw,nosuid,nodev,size=512m \
+        --security-opt no-new-privileges --read-only --tmpfs /tmp:rw,nosuid,nodev,size=512m "$@" \
         -v "$submission:/input:ro" -v "$work/eval_reference:/opt/ml/input/data/ground_truth:ro" \
         -v "$work/out_$name:/output:rw" "$image" >"$work/logs/$name.log" 2>&1 || rc=$?
     say "$name: exit $rc in $((SECONDS - t0)) s: $(tail -n 1 "$work/logs/$name.log")"
@@ -76,6 +79,13 @@ for name in ulf gc; do
         fail "$name submission: no metrics.json or different numbers"
     fi
 done
+if evaluate gc_workers "$work/eval_gc" -e GRAND_CHALLENGE_MAX_WORKERS=2 \
+        && cmp -s "$work/out_gc/metrics.json" "$work/out_gc_workers/metrics.json" \
+        && ! grep -q "worker processes could not run" "$work/logs/gc_workers.log"; then
+    ok "GRAND_CHALLENGE_MAX_WORKERS=2: two scoring processes, the same metrics.json as one"
+else
+    sed 's/^/    /' "$work/logs/gc_workers.log" | tail -n 20; fail "GRAND_CHALLENGE_MAX_WORKERS=2: no metrics.json, a different one, or no worker processes"
+fi
 if evaluate duplicate "$work/eval_duplicate"; then
     fail "a submission with a duplicated volume was accepted"
 elif grep -q "^submission rejected: volumes: The images are not unique.*(identical: .* T1 = .* T2)" "$work/logs/duplicate.log" \
