@@ -39,6 +39,7 @@ def test_each_case_gets_a_picture_and_a_record(qc_run):
     assert record["seconds"]["total"] == pytest.approx(sum(v for k, v in record["seconds"].items() if k != "total"), abs=2e-3)
     # the sampler's change: the bridge at K = 2, then the smoke chain's levels 2 and 1
     assert [(s["step"], s["level"]) for s in record["sampler_change_per_step"]] == [("bridge", 2), ("refine", 2), ("refine", 1)]
+    assert record["plan"]["levels"] == [2, 1] and record["plan"]["unet_windows"] > 0 < record["plan"]["bridge_windows"]
     assert all(v > 0 for s in record["sampler_change_per_step"] for v in s["rms_change"].values())
     for contrast in CONTRASTS:
         given = sitk.GetArrayFromImage(sitk.ReadImage(record["inputs"][contrast]))

@@ -123,6 +123,8 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
     log.info("%s: wrote %s in %.1f s", case.case_id, ", ".join(str(case.outputs[c]) for c in CONTRASTS), write_seconds)
     if qc is not None:
         qc.settings = used.to_dict()  # a time budget may have planned other settings than those asked for
+        qc.plan = {"levels": list(enhancement.plan.levels), "unet_windows": enhancement.plan.unet_windows,
+                   "bridge_windows": enhancement.plan.bridge_windows}
         for phase, seconds in (("load", read_seconds), ("sample", written - sampled), ("write", write_seconds)):
             qc.phase(phase, seconds)
         log.info("%s: QC report %s", case.case_id, qc.write(loaded.images, outputs))

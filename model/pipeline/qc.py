@@ -178,6 +178,7 @@ class CaseQc:
         self.case, self.folder, self.settings, self.device = case, folder, settings, device
         self.timings: dict[str, float] = {}
         self.steps: list[dict] = []
+        self.plan: dict = {}  # the plan that ran: levels and windows (set by the case's run)
 
     def phase(self, name: str, seconds: float) -> None:
         self.timings[name] = round(seconds, 3)
@@ -201,6 +202,7 @@ class CaseQc:
             "picture_layout": {"rows": list(CONTRASTS), "columns": [f"input {v}" for v in VIEWS]
                                + [f"output {v}" for v in VIEWS]},
             "settings": self.settings,
+            "plan": self.plan,
             "device": self.device,
             "seconds": {**self.timings, "total": round(sum(self.timings.values()), 3)},
             "intensity": {"input": {c: intensity_statistics(arrays_in[c]) for c in CONTRASTS},
