@@ -39,6 +39,8 @@ SAMPLER_FLAGS = {  # flag -> (setting, help); each typed by its settings field (
                                  "float32, bfloat16, float16; blending always float32"),
     "--remove-noise": ("remove_noise", "RemoveNoise reading: x0 estimate (default) or the literal eq. 11 posterior mean"),
     "--seed": ("seed", "random seed (default 0)"),
+    "--samples": ("samples", "N runs of the sampler with seeds seed..seed+N-1: the output is their mean, and beside it a "
+                             "per-voxel standard deviation map per contrast (default 1; docs/uncertainty.md)"),
 }
 # Options that place the diffusion chain's levels: given explicitly, they replace a preset's explicit chain.
 CHAIN_PLACEMENT = ("level_stride", "level_spacing")

@@ -25,6 +25,7 @@ PAPER_BRIDGE_TIMESTEP, PAPER_REFINEMENTS = 400, 3
 # The networks' arithmetic (model.execution.precision): auto = float16 on a T4, bfloat16 on sm_80+ and on a CPU
 # with native bfloat16, else float32. The training stage's ``train.precision`` takes the same words.
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+MAX_SAMPLES = 64  # --samples: each sample costs a whole run
 COMPILE_CHOICES = ("off", "auto", "on")
 
 
@@ -65,6 +66,7 @@ class AlgorithmSettings:
     level_spacing: str = "uniform"  # how they are placed: model.method.schedule.sampling_levels
     remove_noise: RemoveNoiseVariant = RemoveNoiseVariant.X0
     seed: int = 0
+    samples: int = 1  # N runs of the sampler (seeds seed..seed+N-1): their mean, and their spread as uncertainty
     # An explicit chain: the levels visited after the bridge, descending, each in 1..K (a subset of
     # Algorithm 1's levels; it may start below K: a deviation from the paper, docs/speed.md).
     # Empty: ceil(K / level_stride) levels from K placed by level_spacing (the paper with stride 1).
@@ -77,6 +79,7 @@ class AlgorithmSettings:
             (all(1 <= t <= self.bridge_timestep for t in chain) and all(a > b for a, b in zip(chain, chain[1:])),
              f"chain_levels must descend strictly within 1..K={self.bridge_timestep}, got {list(chain)}"),
             (self.refinements >= 1, f"--refine must be at least 1, got {self.refinements}"),
+            (1 <= self.samples <= MAX_SAMPLES, f"--samples must be in 1..{MAX_SAMPLES}, got {self.samples}"),
             (self.level_stride >= 1, f"--level-stride must be at least 1, got {self.level_stride}"),
             (self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"),
             (self.level_spacing in LEVEL_SPACINGS,

@@ -97,10 +97,18 @@ def candidates(requested: SamplerSettings, ladder: Options) -> Options:
     if mode is Mode.IDENTITY:
         return first
     if mode is Mode.BRIDGE:
-        return first + [(label, SamplerSettings(requested.algorithm, replace(unplanned, overlap=s.engine.overlap)))
-                        for label, s in ladder
-                        if s.algorithm.mode is Mode.BRIDGE and s.engine.overlap < requested.engine.overlap]
-    return first + list(ladder)
+        options = first + [(label, SamplerSettings(requested.algorithm, replace(unplanned, overlap=s.engine.overlap)))
+                           for label, s in ladder
+                           if s.algorithm.mode is Mode.BRIDGE and s.engine.overlap < requested.engine.overlap]
+    else:
+        options = first + list(ladder)
+    samples = requested.algorithm.samples
+    if samples == 1:
+        return options
+    # N samples: each configuration with N, then each with one sample (no uncertainty map, but an output in time)
+    with_n = [(label if s.algorithm.samples == samples else f"{label}, {samples} samples",
+               s.updated(samples=samples)) for label, s in options]
+    return with_n + [(f"{label}, 1 sample", s.updated(samples=1)) for label, s in options[1:]]
 
 
 def choose_settings(requested: SamplerSettings, shape: tuple[int, ...], throughput: Throughput, allowance: float,

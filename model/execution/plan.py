@@ -63,17 +63,22 @@ class CasePlan:
         return self.overlap_at(level) != self.main_overlap
 
     @property
+    def samples(self) -> int:
+        """How many times the sampler runs (``--samples``): every cost below is per case, all samples included."""
+        return self.settings.algorithm.samples
+
+    @property
     def evaluations_by_overlap(self) -> dict[float, int]:
-        """Whole-volume evaluations of eps_theta on each grid: J per visited level."""
+        """Whole-volume evaluations of eps_theta on each grid: J per visited level, per sample."""
         counts: Counter[float] = Counter()
         for overlap in self.level_overlaps:
-            counts[overlap] += self.settings.algorithm.refinements
+            counts[overlap] += self.settings.algorithm.refinements * self.samples
         return dict(counts)
 
     @property
     def evaluations(self) -> int:
         """Whole-volume evaluations of eps_theta."""
-        return len(self.levels) * self.settings.algorithm.refinements
+        return len(self.levels) * self.settings.algorithm.refinements * self.samples
 
     @property
     def unet_windows(self) -> int:
@@ -82,13 +87,17 @@ class CasePlan:
 
     @property
     def bridge_windows(self) -> int:
-        """Windows through the bridge (one whole-volume evaluation on the main grid)."""
-        return 0 if self.bridge_overlap is None else self.windows_by_overlap[self.bridge_overlap]
+        """Windows through the bridge (one whole-volume evaluation on the main grid per sample)."""
+        return 0 if self.bridge_overlap is None else self.windows_by_overlap[self.bridge_overlap] * self.samples
 
     @property
     def windows(self) -> int:
         """Windows through both networks."""
         return self.unet_windows + self.bridge_windows
+
+    def with_samples(self, samples: int) -> "CasePlan":
+        """The plan of a run that made ``samples`` samples (a time budget's deadline may stop before N)."""
+        return plan_case(self.settings.updated(samples=samples), self.shape)
 
     def truncated(self, levels_done: int) -> "CasePlan":
         """The plan of a run whose chain ended after ``levels_done`` levels (a time budget's deadline): the

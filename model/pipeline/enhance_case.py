@@ -74,10 +74,13 @@ def load_case(case: Case, tol: GridTolerance = GridTolerance()) -> LoadedCase:
     return LoadedCase(images, working, network_input, maps)
 
 
-def outputs_of(loaded: LoadedCase, enhanced: np.ndarray) -> dict[str, sitk.Image]:
-    """Enhanced float32 images on the input intensity scale and exactly the input grid."""
+def outputs_of(loaded: LoadedCase, enhanced: np.ndarray, spread: bool = False) -> dict[str, sitk.Image]:
+    """Enhanced float32 images on the input intensity scale and exactly the input grid; with ``spread``,
+    ``enhanced`` is a standard-deviation map (network units) put on the input scale the same way."""
     outputs = {}
-    for contrast, values in zip(CONTRASTS, denormalise_contrasts(enhanced, loaded.intensity_maps)):
+    values_per_contrast = ([m.spread_from_network(v) for m, v in zip(loaded.intensity_maps, enhanced)] if spread
+                           else denormalise_contrasts(enhanced, loaded.intensity_maps))
+    for contrast, values in zip(CONTRASTS, values_per_contrast):
         image = array_to_image(values, loaded.working[contrast])
         if loaded.working[contrast] is not loaded.images[contrast]:
             image = resample_onto(image, loaded.images[contrast])
@@ -115,8 +118,13 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
     where = record_path(case)
     if where is None:
         log.info("%s: run record (replay with --replay FILE holding this JSON): %s", case.case_id, json.dumps(record))
-    write_volumes({case.outputs[c]: image for c, image in outputs.items()},
-                  {where: record_bytes(record)} if where is not None else None)
+    volumes = {case.outputs[c]: image for c, image in outputs.items()}
+    spread = None if enhancement.spread is None else outputs_of(loaded, enhancement.spread, spread=True)
+    if spread is not None:  # several samples: the uncertainty maps where the layout has a place for them
+        volumes |= {path: spread[c] for c, path in case.uncertainty.items()}
+        if not case.uncertainty:
+            log.info("%s: no output socket for the uncertainty maps (ULF_UNCERTAINTY_SOCKET_<C>): not written", case.case_id)
+    write_volumes(volumes, {where: record_bytes(record)} if where is not None else None)
     write_seconds = time.perf_counter() - written
     if budget is not None:
         budget.record_io(read_seconds + write_seconds)
@@ -127,4 +135,4 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
                    "bridge_windows": enhancement.plan.bridge_windows}
         for phase, seconds in (("load", read_seconds), ("sample", written - sampled), ("write", write_seconds)):
             qc.phase(phase, seconds)
-        log.info("%s: QC report %s", case.case_id, qc.write(loaded.images, outputs))
+        log.info("%s: QC report %s", case.case_id, qc.write(loaded.images, outputs, spread))

@@ -19,6 +19,7 @@ from ..method.sampler import EstimateCallback, LevelCallback, Mode
 from ..method.sampler import SAMPLERS, Hooks, Networks, Steps
 from ..method.schedule import NoiseSchedule, cosine_schedule
 from ..networks import NETWORK_NAMES
+from ..volumes.intensity import OUTPUT_CEILING
 from ..weights.calibration import ladder_for, levels_outside_training, load_calibration
 from ..weights.manifest import load_network, load_schedule
 
@@ -40,6 +41,7 @@ class Enhancement:
     plan: CasePlan  # what ran: the settings after a time budget's choice, the chain as far as a deadline let it go
     budget: BudgetChoice | None  # the time budget's choice (None: no deadline)
     counts: EvaluationCounts  # whole-volume evaluations and windows through each network
+    spread: np.ndarray | None = None  # (3, X, Y, Z) per-voxel standard deviation of the samples; None for one sample
 
     @property
     def settings(self) -> SamplerSettings:
@@ -123,44 +125,87 @@ class Enhancer:
                  rates.unet, rates.bridge, self.device)
         if not choice.plan.levels:
             return choice, None
-        per_level = (choice.plan.unet_windows / len(choice.plan.levels)) / rates.unet
+        per_level = (choice.plan.unet_windows / choice.plan.samples / len(choice.plan.levels)) / rates.unet
         return choice, ChainDeadline(deadline, per_level)
 
     def enhance(self, volume: np.ndarray, on_level: LevelCallback | None = None, *,
                 deadline: float | None = None, on_estimate: EstimateCallback | None = None) -> Enhancement:
         """``volume``: (3, X, Y, Z) float32 in [-1, 1]; returns the enhanced volume (same shape, float32) and the
-        plan it ran. With ``deadline`` (``time.monotonic``), the configuration is chosen to finish by then
-        (:meth:`choose_to`). ``on_estimate``: the sampler's hook for QC reports
-        (:data:`model.method.sampler.EstimateCallback`)."""
+        plan it ran. With ``samples`` N > 1 in the settings, the sampler runs N times with the seeds seed, seed + 1,
+        ...; the volume is their mean and ``spread`` their per-voxel standard deviation (docs/uncertainty.md).
+        With ``deadline`` (``time.monotonic``), the configuration is chosen to finish by then (:meth:`choose_to`),
+        and a sample that would not finish in time is not begun. ``on_estimate``: the sampler's hook for QC
+        reports (:data:`model.method.sampler.EstimateCallback`), for the first sample."""
         x0_lf = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(self.device)
         choice, chain_deadline = None, None
         if deadline is not None:
             choice, chain_deadline = self.choose_to(deadline, x0_lf)
         case = choice.plan if choice is not None else self.plan(tuple(x0_lf.shape[2:]))
-        result = self._sample(x0_lf, case, on_level, chain_deadline, on_estimate)
-        if chain_deadline is not None and chain_deadline.stopped_at is not None:
-            done = len(chain_deadline.level_starts)
-            log.warning("time budget: the chain ended before level %d, %d of %d levels done",
-                        chain_deadline.stopped_at, done, len(case.levels))
-            case = case.truncated(done)
-        return Enhancement(result, case, choice, self.engine.counts)
-
-    def _sample(self, x0_lf: torch.Tensor, case: CasePlan, on_level: LevelCallback | None,
-                keep_going: ChainDeadline | None, on_estimate: EstimateCallback | None) -> np.ndarray:
-        a, engine = case.settings.algorithm, self.engine
         plans = self.prepare(case)
         log_plans(plans)
-        engine.reset_counts()
+        self.engine.reset_counts()
+        a, samples = case.settings.algorithm, SampleStatistics()
+        started = time.monotonic()
+        for index in range(a.samples):
+            if index and deadline is not None and time.monotonic() + (time.monotonic() - started) / index > deadline:
+                log.warning("time budget: %d of %d samples done, the next would not end in time", index, a.samples)
+                break
+            progress = None if on_level is None else (
+                lambda done, total, i=index: on_level(i * total + done, a.samples * total))
+            samples.add(self._sample(x0_lf, case, plans, (a.seed + index) % 2**64, progress,
+                                     chain_deadline if index == 0 else None, on_estimate if index == 0 else None))
+            if index == 0 and chain_deadline is not None and chain_deadline.stopped_at is not None:
+                done = len(chain_deadline.level_starts)
+                log.warning("time budget: the chain ended before level %d, %d of %d levels done",
+                            chain_deadline.stopped_at, done, len(case.levels))
+                case = case.truncated(done)
+                break
+        if samples.count < a.samples:
+            case = case.with_samples(samples.count)
+        log.info("%d whole-volume evaluations (%d on the early grid), %d windows", self.engine.counts.evaluations,
+                 self.engine.counts.early_evaluations, self.engine.counts.windows)
+        return Enhancement(samples.mean, case, choice, self.engine.counts, samples.std)
+
+    def _sample(self, x0_lf: torch.Tensor, case: CasePlan, plans: VolumePlans, seed: int,
+                on_level: LevelCallback | None, keep_going: ChainDeadline | None,
+                on_estimate: EstimateCallback | None) -> np.ndarray:
+        """One run of the settings' sampler with ``seed`` (the noise, and the early grid's random shifts)."""
+        a, engine = case.settings.algorithm, self.engine
         networks = Networks(
-            denoiser=engine.denoiser(plans, a.seed) if engine.unet is not None else None,
+            denoiser=engine.denoiser(plans, seed) if engine.unet is not None else None,
             bridge_residual=timed(engine.bridge_residual(plans), "bridged") if engine.bridge is not None else None)
         hooks = Hooks(on_level=level_logger(on_level), keep_going=keep_going, on_estimate=on_estimate)
         with engine.running():
-            result = SAMPLERS[a.sampler](x0_lf, networks, self.schedule, torch.Generator(self.device).manual_seed(a.seed),
+            result = SAMPLERS[a.sampler](x0_lf, networks, self.schedule, torch.Generator(self.device).manual_seed(seed),
                                          Steps.of(a, case.levels), hooks)
-        log.info("%d whole-volume evaluations (%d on the early grid), %d windows", engine.counts.evaluations,
-                 engine.counts.early_evaluations, engine.counts.windows)
         return result[0].float().cpu().numpy()
+
+
+class SampleStatistics:
+    """The running mean and standard deviation of samples (Welford's update, float32), each first clipped to the
+    range an output is clipped to (so the mean and spread are those of the outputs a single run would write).
+    One sample is kept as it is: its mean is itself and it has no spread."""
+
+    def __init__(self):
+        self.count, self.mean, self._m2 = 0, None, None
+
+    def add(self, sample: np.ndarray) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.mean = sample
+            return
+        if self.count == 2:
+            self.mean = np.clip(self.mean, -1.0, OUTPUT_CEILING)
+            self._m2 = np.zeros_like(self.mean)
+        sample = np.clip(sample, -1.0, OUTPUT_CEILING)
+        delta = sample - self.mean
+        self.mean = self.mean + delta / self.count
+        self._m2 += delta * (sample - self.mean)
+
+    @property
+    def std(self) -> np.ndarray | None:
+        """The per-voxel standard deviation of the samples (ddof 1), in network units; None for one sample."""
+        return None if self.count < 2 else np.sqrt(self._m2 / (self.count - 1)).astype(np.float32)
 
 
 def log_plans(plans: VolumePlans) -> None:

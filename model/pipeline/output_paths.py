@@ -71,7 +71,7 @@ class OutputPlan:
     def check(self, case: Case) -> None:
         """Refuse ``case`` if an output would overwrite an input or another output, or cannot be written."""
         mine: dict[Path, str] = {}
-        targets = dict(case.outputs)
+        targets = dict(case.outputs) | {f"{c} uncertainty": path for c, path in case.uncertainty.items()}
         if (record := record_path(case)) is not None:
             targets["run record"] = record
         for contrast, path in targets.items():

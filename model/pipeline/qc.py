@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 VIEWS = ("axial", "coronal", "sagittal")
 WINDOW_PERCENTILES = (0.5, 99.5)
 GAP = 6  # pixels between tiles
-SEPARATOR = 128  # grey of the gaps; the input and output halves are split by a wider one
+SEPARATOR = 128  # grey of the gaps; the input, output and uncertainty blocks are split by a wider one
+SCALE_BAR_WIDTH = 12  # pixels: the uncertainty block's grey ramp
 INDEX = "index.html"
 PARTIAL_PREFIX = ".qc-partial-"  # temporaries: short, whatever the case ID
 
@@ -144,23 +145,44 @@ def to_grey(tile: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
 
 
-def montage(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """The case's picture: a row per contrast, input's three views | output's three views."""
+def spread_window(spread: np.ndarray) -> tuple[float, float]:
+    """The grey scale of an uncertainty map: black 0, white its 99.5th percentile."""
+    return 0.0, float(np.percentile(spread, WINDOW_PERCENTILES[1]))
+
+
+def scale_bar(height: int) -> np.ndarray:
+    """A vertical grey ramp, white at the top: the uncertainty block's scale (its values are in the record)."""
+    return np.repeat(np.linspace(255, 0, height).round().astype(np.uint8)[:, None], SCALE_BAR_WIDTH, axis=1)
+
+
+def montage(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+            spread: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The case's picture: a row per contrast, input's three views | output's three views, and with ``spread``
+    (several samples) | the uncertainty map's three views on its own scale (:func:`spread_window`) and its bar."""
     centre = brain_centre(inputs[CONTRASTS[0]])
     rows = []
     for contrast in CONTRASTS:
         window = tuple(float(v) for v in np.percentile(inputs[contrast], WINDOW_PERCENTILES))
-        rows.append([to_grey(t, window) for t in orthogonal_slices(inputs[contrast], centre)]
-                    + [to_grey(t, window) for t in orthogonal_slices(outputs[contrast], centre)])
+        row = ([to_grey(t, window) for t in orthogonal_slices(inputs[contrast], centre)]
+               + [to_grey(t, window) for t in orthogonal_slices(outputs[contrast], centre)])
+        if spread is not None:
+            row += [to_grey(t, spread_window(spread[contrast])) for t in orthogonal_slices(spread[contrast], centre)]
+        rows.append(row)
     height = max(t.shape[0] for row in rows for t in row)
     width = max(t.shape[1] for row in rows for t in row)
-    columns = len(rows[0])
-    picture = np.full((len(rows) * (height + GAP) + GAP, columns * (width + GAP) + 3 * GAP), SEPARATOR, np.uint8)
+    columns, blocks = len(rows[0]), len(rows[0]) // 3
+    bar = SCALE_BAR_WIDTH + 2 * GAP if spread is not None else 0
+    picture = np.full((len(rows) * (height + GAP) + GAP, columns * (width + GAP) + (blocks + 1) * GAP + bar),
+                      SEPARATOR, np.uint8)
     for r, row in enumerate(rows):
+        top_of_row = GAP + r * (height + GAP)
         for c, tile in enumerate(row):
-            top = GAP + r * (height + GAP) + (height - tile.shape[0]) // 2
-            left = GAP + c * (width + GAP) + (2 * GAP if c >= columns // 2 else 0) + (width - tile.shape[1]) // 2
+            top = top_of_row + (height - tile.shape[0]) // 2
+            left = GAP + c * (width + GAP) + 2 * GAP * (c // 3) + (width - tile.shape[1]) // 2
             picture[top:top + tile.shape[0], left:left + tile.shape[1]] = tile
+        if spread is not None:
+            left = picture.shape[1] - SCALE_BAR_WIDTH - GAP
+            picture[top_of_row:top_of_row + height, left:left + SCALE_BAR_WIDTH] = scale_bar(height)
     return picture
 
 
@@ -188,12 +210,15 @@ class CaseQc:
         rms = ((after.float() - before.float()) ** 2).mean(dim=(0, 2, 3, 4)).sqrt().cpu().tolist()
         self.steps.append({"step": step, "level": int(level), "rms_change": dict(zip(CONTRASTS, map(float, rms)))})
 
-    def write(self, inputs: dict[str, sitk.Image], outputs: dict[str, sitk.Image]) -> Path:
-        """``<ID>.png`` and ``<ID>.json`` from the case's input and output images (the input grid)."""
+    def write(self, inputs: dict[str, sitk.Image], outputs: dict[str, sitk.Image],
+              spread: dict[str, sitk.Image] | None = None) -> Path:
+        """``<ID>.png`` and ``<ID>.json`` from the case's input and output images (the input grid), and its
+        uncertainty maps when several samples were made."""
         arrays_in = {c: image_to_array(inputs[c]) for c in CONTRASTS}
         arrays_out = {c: image_to_array(outputs[c]) for c in CONTRASTS}
+        arrays_spread = None if spread is None else {c: image_to_array(spread[c]) for c in CONTRASTS}
         picture, record_name = qc_files(self.case.case_id)
-        write_png_atomic(self.folder / picture, montage(arrays_in, arrays_out))
+        write_png_atomic(self.folder / picture, montage(arrays_in, arrays_out, arrays_spread))
         record = {
             "case": self.case.case_id,
             "inputs": {c: str(self.case.inputs[c]) for c in CONTRASTS},
@@ -209,6 +234,9 @@ class CaseQc:
                           "output": {c: intensity_statistics(arrays_out[c]) for c in CONTRASTS}},
             "sampler_change_per_step": self.steps,
         }
+        if arrays_spread is not None:
+            record["picture_layout"]["columns"] += [f"uncertainty {v}" for v in VIEWS] + ["uncertainty scale"]
+            record["uncertainty_scale"] = {c: list(spread_window(arrays_spread[c])) for c in CONTRASTS}
         path = self.folder / record_name
         write_atomic(path, json.dumps(record, indent=2) + "\n")
         return path
@@ -241,8 +269,12 @@ def record_details(record, picture: str, record_name: str, subject: str) -> str:
     seconds = ", ".join(f"{html.escape(str(k))} {float(v):.1f} s" for k, v in record["seconds"].items())
     steps = record["sampler_change_per_step"]
     last = (", ".join(f"{c} {float(v):.4f}" for c, v in steps[-1]["rms_change"].items()) if steps else "none")
+    scale = record.get("uncertainty_scale")
+    uncertainty = ("" if not scale else "<p>Right block: the per-voxel standard deviation of the samples, black 0, "
+                   "white " + ", ".join(f"{html.escape(str(c))} {float(v[1]):.4g}" for c, v in scale.items())
+                   + " (input units; the bar on the right is the scale)</p>\n")
     return (f'<p>{seconds}; {len(steps)} sampler steps, last RMS change: {html.escape(last)}; '
-            f'<a href="{file_link(record_name)}">record</a></p>\n'
+            f'<a href="{file_link(record_name)}">record</a></p>\n{uncertainty}'
             f'<img src="{file_link(picture)}" alt="{subject}: input and output, three contrasts, three views">')
 
 

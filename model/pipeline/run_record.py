@@ -73,6 +73,8 @@ def build_record(case: Case, enhancement: "Enhancement", device: str, precision:
         "layout": case.layout,
         "inputs": {c: {"path": str(case.inputs[c]), "sha256": sha256_of(case.inputs[c])} for c in CONTRASTS},
         "outputs": {c: str(case.outputs[c]) for c in CONTRASTS},
+        "uncertainty": {c: str(path) for c, path in case.uncertainty.items()} if enhancement.spread is not None else {},
+        "samples": plan.samples,
         "settings": settings.to_dict(),
         "levels": list(plan.levels),
         "windows": {"unet": plan.unet_windows, "bridge": plan.bridge_windows},

@@ -45,6 +45,10 @@ class IntensityMap:
         scaled = (volume.astype(np.float32) - self.low) / (self.high - self.low) * 2.0 - 1.0
         return np.clip(scaled, -1.0, ceiling).astype(np.float32)
 
+    def spread_from_network(self, spread: np.ndarray) -> np.ndarray:
+        """A standard deviation in network units on the input scale (the map is linear: only its slope acts)."""
+        return (spread.astype(np.float32) * ((self.high - self.low) / 2.0)).astype(np.float32)
+
     def from_network(self, volume: np.ndarray) -> np.ndarray:
         """Map the network's output back to the input scale (float32; clipped to ``[-1, OUTPUT_CEILING]`` first)."""
         clipped = np.clip(volume.astype(np.float32), -1.0, OUTPUT_CEILING)

@@ -52,14 +52,32 @@ SUFFIX = ".nii.gz"
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
+UNCERTAINTY_SUFFIX = "_std"  # --samples N > 1: <name>_std<format suffix> beside each output (ULF-EnC, explicit files)
+UNCERTAINTY_SOCKET = "ULF_UNCERTAINTY_SOCKET_"  # Grand Challenge: the output socket of each contrast's map, if any
+
+
 @dataclass(frozen=True)
 class Case:
-    """One subject: an input and an output path per contrast."""
+    """One subject: an input and an output path per contrast, and where each contrast's uncertainty map goes
+    when several samples are made (a contrast missing from ``uncertainty``: its map is not written)."""
 
     case_id: str
     inputs: dict[str, Path]
     outputs: dict[str, Path]
     layout: str = field(default="files")
+    uncertainty: dict[str, Path] = field(default_factory=dict)
+
+
+def beside(output: Path) -> Path:
+    """``sub_T1.nii.gz`` -> ``sub_T1_std.nii.gz``: the uncertainty map's file beside an output."""
+    stem, dot, suffix = output.name.partition(".")
+    return output.with_name(stem + UNCERTAINTY_SUFFIX + dot + suffix)
+
+
+def uncertainty_sockets() -> dict[str, str]:
+    """Grand Challenge: the uncertainty maps' output socket slugs that ``ULF_UNCERTAINTY_SOCKET_<C>`` configures."""
+    return {c: _slug(UNCERTAINTY_SOCKET + c, f"{DEFAULT_OUTPUT_SLUGS[c]}-uncertainty") for c in CONTRASTS
+            if os.environ.get(UNCERTAINTY_SOCKET + c, "").strip()}
 
 
 def socket_slugs() -> tuple[dict[str, str], dict[str, str]]:
@@ -189,7 +207,9 @@ def grand_challenge_case(input_dir: Path, output_dir: Path) -> Case:
         # Grand Challenge's relative_path of an image socket is its folder (images/<slug>); accept a file too.
         inputs[contrast] = location if location.is_file() else _socket_file(location, slug, contrast)
         outputs[contrast] = output_dir / out_folders[contrast] / (file_stem(inputs[contrast], contrast) + ".mha")
-    return Case(case_id=file_stem(inputs["T1"], "T1"), inputs=inputs, outputs=outputs, layout="grand-challenge")
+    uncertainty = {c: output_dir / "images" / slug / outputs[c].name for c, slug in uncertainty_sockets().items()}
+    return Case(case_id=file_stem(inputs["T1"], "T1"), inputs=inputs, outputs=outputs, layout="grand-challenge",
+                uncertainty=uncertainty)
 
 
 def ulf_enc_cases(input_dir: Path, output_dir: Path) -> list[Case]:
@@ -205,7 +225,8 @@ def ulf_enc_cases(input_dir: Path, output_dir: Path) -> list[Case]:
             continue
         inputs = {c: folder / LOW_FIELD / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
         outputs = {c: output_dir / subject / ENHANCED / f"{subject}_{c}.nii.gz" for c in CONTRASTS}
-        cases.append(Case(case_id=subject, inputs=inputs, outputs=outputs, layout="ulf-enc"))
+        cases.append(Case(case_id=subject, inputs=inputs, outputs=outputs, layout="ulf-enc",
+                          uncertainty={c: beside(path) for c, path in outputs.items()}))
     return cases
 
 
@@ -217,7 +238,7 @@ def explicit_case(t1: Path, t2: Path, flair: Path, output_dir: Path) -> Case:
         raise InputError(f"the three inputs share a file name ({', '.join(names)}); outputs keep the input names, so they must differ")
     outputs = {c: Path(output_dir) / p.name for c, p in inputs.items()}
     return Case(case_id=inputs["T1"].name.split(".")[0] or inputs["T1"].name, inputs=inputs, outputs=outputs,
-                layout="files")
+                layout="files", uncertainty={c: beside(path) for c, path in outputs.items()})
 
 
 def discover_cases(input_dir: Path, output_dir: Path) -> list[Case]:
