@@ -198,14 +198,14 @@ def table(block: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_calibration(weights: Path, block: dict[str, Any]) -> None:
-    """Put ``block`` into ``weights/manifest.json`` (written to a temporary, then renamed), after checking that
-    the files are those the manifest lists (the block names their checksums)."""
+def write_manifest_block(weights: Path, key: str, block: dict[str, Any]) -> None:
+    """Put ``block`` under ``key`` into ``weights/manifest.json`` (written to a temporary, then renamed), after
+    checking that the files are those the manifest lists (the block names their checksums)."""
     path = Path(weights) / MANIFEST_NAME
     manifest = json.loads(path.read_text())
     if weights_checksums(weights) != network_checksums(manifest):
-        raise SystemExit(f"{path}: the network files' checksums differ from the manifest's; not calibrated")
-    manifest[CALIBRATION_KEY] = block
+        raise SystemExit(f"{path}: the network files' checksums differ from the manifest's; {key} not written")
+    manifest[key] = block
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(partial, path)
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "calibration.md").write_text(text + "\n")
     print(text)
     if args.write:
-        write_calibration(args.weights, block)
+        write_manifest_block(args.weights, CALIBRATION_KEY, block)
         print(f"calibration written to {Path(args.weights) / MANIFEST_NAME}")
     return 0
 

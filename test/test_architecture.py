@@ -88,8 +88,9 @@ def model_imports(path: Path) -> set[str]:
             base = list(here[:len(here) - (node.level - 1)])
             if node.module:
                 found.add(".".join(base + node.module.split(".")))
-            else:
-                found |= {".".join(base + [alias.name]) for alias in node.names}
+            else:  # from . import sharding: a module, or a name of the package's __init__ (which imports nothing)
+                found |= {".".join(base + [alias.name]) for alias in node.names
+                          if (MODEL.joinpath(*base, alias.name + ".py").is_file() or MODEL.joinpath(*base, alias.name).is_dir())}
     return {name for name in found if name}
 
 

@@ -67,6 +67,7 @@ class AlgorithmSettings:
     remove_noise: RemoveNoiseVariant = RemoveNoiseVariant.X0
     seed: int = 0
     samples: int = 1  # N runs of the sampler (seeds seed..seed+N-1): their mean, and their spread as uncertainty
+    output_remap: bool = True  # mode full: apply the weights' output intensity remap, when their manifest has one
     # An explicit chain: the levels visited after the bridge, descending, each in 1..K (a subset of
     # Algorithm 1's levels; it may start below K: a deviation from the paper, docs/speed.md).
     # Empty: ceil(K / level_stride) levels from K placed by level_spacing (the paper with stride 1).

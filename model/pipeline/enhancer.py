@@ -21,7 +21,7 @@ from ..method.schedule import NoiseSchedule, cosine_schedule
 from ..networks import NETWORK_NAMES
 from ..volumes.intensity import OUTPUT_CEILING
 from ..weights.calibration import ladder_for, levels_outside_training, load_calibration
-from ..weights.manifest import load_network, load_schedule
+from ..weights.manifest import load_network, load_output_remap, load_schedule
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class Enhancer:
             raise ValueError(f"mode '{mode.value}' needs the {'diffusion' if unet is None else 'bridge'} network")
         settings.algorithm.check_against(schedule)
         self.settings, self.device, self.schedule, self.weights_dir = settings, device, schedule, weights_dir
+        # the weights' output remap, applied to each sample of a full run (mode full, ``output_remap`` on)
+        self.remap = load_output_remap(weights_dir) if mode is Mode.FULL and settings.algorithm.output_remap else None
         self._ladder: list[tuple[str, SamplerSettings]] | None = None  # the planner's fallbacks (plan_to)
         warn_outside_training(settings, weights_dir)
         self.engine = WindowEngine(settings.engine, device, unet=unet if mode.uses_diffusion else None,
@@ -152,8 +154,10 @@ class Enhancer:
                 break
             progress = None if on_level is None else (
                 lambda done, total, i=index: on_level(i * total + done, a.samples * total))
-            samples.add(self._sample(x0_lf, case, plans, (a.seed + index) % 2**64, progress,
-                                     chain_deadline if index == 0 else None, on_estimate if index == 0 else None))
+            sample = self._sample(x0_lf, case, plans, (a.seed + index) % 2**64, progress,
+                                  chain_deadline if index == 0 else None, on_estimate if index == 0 else None)
+            samples.add(sample if self.remap is None or not case.settings.algorithm.output_remap
+                        or case.settings.algorithm.mode is not Mode.FULL else self.remap.apply(sample))
             if index == 0 and chain_deadline is not None and chain_deadline.stopped_at is not None:
                 done = len(chain_deadline.level_starts)
                 log.warning("time budget: the chain ended before level %d, %d of %d levels done",

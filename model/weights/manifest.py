@@ -31,6 +31,7 @@ from torch import nn
 from ..errors import WeightsError
 from ..networks import NETWORK_NAMES
 from ..volumes.intensity import normalisation_record
+from ..volumes.remap import REMAP_FORMAT, REMAP_KEY, OutputRemap
 from ..method.schedule import DEFAULT_TIMESTEPS, NoiseSchedule, cosine_schedule, named_schedule
 
 log = logging.getLogger(__name__)
@@ -281,3 +282,22 @@ def untrained_networks(directory: Path, names: tuple[str, ...] = NETWORK_NAMES) 
     manifest = read_manifest(directory)
     entries = manifest["networks"]
     return [n for n in names if not (isinstance(entries.get(n), dict) and entries[n].get("trained", False) is True)]
+
+
+def load_output_remap(directory: Path | None) -> OutputRemap | None:
+    """The weights' output remap (:mod:`model.volumes.remap`), or None when the manifest has none. A remap fitted
+    for other networks (their checksums differ from the manifest's) is not used, and the log says so."""
+    if directory is None:
+        return None
+    manifest = read_manifest(directory)
+    block = manifest.get(REMAP_KEY)
+    if block is None:
+        return None
+    where = str(Path(directory) / MANIFEST_NAME)
+    if not isinstance(block, dict) or block.get("format") != REMAP_FORMAT:
+        raise WeightsError(f"{where}: '{REMAP_KEY}' is not a format-{REMAP_FORMAT} block")
+    networks = {name: entry.get("sha256") for name, entry in manifest.get("networks", {}).items()}
+    if block.get("networks_sha256") != networks:
+        log.warning("%s: the output remap was fitted for other networks (checksums differ): not used", where)
+        return None
+    return OutputRemap.from_record(block.get("knots"), where)
