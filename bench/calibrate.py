@@ -2,11 +2,12 @@
 its manifest, where the time-budget planner and the ``auto`` preset read it (:mod:`model.weights.calibration`).
 
 Each configuration the planner may choose (:data:`CONFIGURATIONS`, those inside the networks' trained
-timesteps) enhances the held-out subjects of both sets — **ordinary** (simulator parameters drawn from the
-training ranges) and **shifted** (every parameter outside them) — and is scored with the challenge's
-metric against the 3 T reference inside the brain mask; the raw low-field input (the identity) is scored
-beside them. The score that orders the ladder is the mean over the two sets of each set's mean over
-subjects and contrasts. The networks run in the precision ``--precision auto`` gives on this CPU (bfloat16
+timesteps) enhances the held-out subjects of the three sets — **ordinary** (simulator parameters drawn from
+the training ranges), **shifted** (every parameter outside them) and **foreign** (another simulator,
+:mod:`simulation.foreign`: its own signal model, tissues, anatomy deformation and 64 mT acquisition, never
+trained on) — and is scored with the challenge's metric against the 3 T reference inside the brain mask; the
+raw low-field input (the identity) is scored beside them. The score that orders the ladder is the mean over
+the sets (:data:`SETS`) of each set's mean over subjects and contrasts. The networks run in the precision ``--precision auto`` gives on this CPU (bfloat16
 where the processor computes it natively: scores within 0.0005 of float32, docs/speed.md), recorded. Each configuration's cost is its windows on a full 1 mm head (:func:`model.execution.plan.plan_case`).
 
 Runs are logged as they finish (``--out``/calibration.jsonl) keyed on the weights' checksums, the settings,
@@ -46,7 +47,8 @@ from model.weights.manifest import MANIFEST_NAME, read_manifest
 
 log = logging.getLogger("bench.calibrate")
 
-SETS = {"ordinary": "training", "shifted": "shifted"}  # held-out set -> simulator parameters (simulation/variation.py)
+# held-out set -> simulator parameters (simulation/variation.py), or the foreign simulator (simulation/foreign/)
+SETS = {"ordinary": "training", "shifted": "shifted", "foreign": "foreign"}
 DEFAULT_CROP = (128, 160, 64)
 METRICS = ("score", "ssim", "psnr", "mae", "nmse")
 
@@ -103,7 +105,7 @@ def key_of(args: argparse.Namespace, checksums: dict[str, str], rung: Rung, vari
 
 
 def measure(args: argparse.Namespace, rungs: list[Rung], device: torch.device) -> RunLog:
-    """Every configuration (and the identity) on every subject of both sets, logged and resumable."""
+    """Every configuration (and the identity) on every subject of every set, logged and resumable."""
     runs = RunLog(args.out / "calibration.jsonl")
     checksums = weights_checksums(args.weights)
     subjects = list(range(args.subject_seed, args.subject_seed + args.subjects))
@@ -182,8 +184,9 @@ def machine() -> str:
 
 def table(block: dict[str, Any]) -> str:
     """The calibration as a Markdown table, best first, the raw input first."""
-    lines = ["| configuration | score | ordinary: score / SSIM / PSNR | shifted: score / SSIM / PSNR | full-head windows (diffusion + bridge) |",
-             "|---|---|---|---|---|"]
+    names = list(block["identity"])  # the sets, in SETS order
+    lines = ["| configuration | score | " + " | ".join(f"{name}: score / SSIM / PSNR" for name in names)
+             + " | full-head windows (diffusion + bridge) |", "|---|---|" + "---|" * len(names) + "---|"]
 
     def cells(sets):
         return [f"{s['score']:.4f} / {s['ssim']:.3f} / {s['psnr']:.2f}" for s in sets.values()]

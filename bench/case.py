@@ -7,9 +7,10 @@ written back on its scale (:func:`contrast_scores` of ``network_input``) has bee
 99.5th percentiles and scores what clipping alone achieves, not the identity.
 
 Simulated training sets use small seeds (``python -m simulation --seed 0``: subjects 0, 1, ...);
-held-out evaluation starts at :data:`HELD_OUT_SEED`, so the two never share a subject. A crop is
-taken *after* the whole head has been normalised, so that a cropped run is a part of a full-head run
-(the same intensity maps), only cheaper; windows at the crop's faces see less context.
+held-out evaluation starts at :data:`HELD_OUT_SEED`, so the two never share a subject;
+``variation="foreign"`` draws them from the foreign simulator (:mod:`simulation.foreign`), which no training set
+ever uses. A crop is taken *after* the whole head has been normalised, so that a cropped run is a part of a
+full-head run (the same intensity maps), only cheaper; windows at the crop's faces see less context.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from evaluation.metrics import challenge_metrics
 from model.volumes.intensity import IntensityMap, denormalise_contrasts, normalise_contrasts
 from model.volumes.layouts import CONTRASTS
 from simulation import SimulatedSubject, generate_subject, subject_variation
+from simulation.foreign import generate_foreign_subject
 from simulation.variation import VARIATIONS
 
 HELD_OUT_SEED = 90_000
+FOREIGN = "foreign"  # the foreign simulator (simulation/foreign/): another signal model and anatomy, evaluation only
+HELD_OUT_VARIATIONS = (*VARIATIONS, FOREIGN)
 SOURCES = {"low": "64 mT input", "high": "3 T input"}  # which field of the subject is the network input
 
 
@@ -59,15 +63,21 @@ def centred_crop(shape: Sequence[int], size: Sequence[int] | None) -> tuple[slic
 def simulated_subject(seed: int, shape_scale: float, variation: str = "nominal") -> SimulatedSubject:
     """Subject ``seed`` of the simulator (about 25 s for a full head; the last four are kept, about 250 MB each:
     a sweep of configurations over up to four subjects simulates each once), with its
-    simulator parameters drawn for ``variation`` (nominal, training or shifted: simulation/variation.py)."""
+    simulator parameters drawn for ``variation`` (nominal, training or shifted: simulation/variation.py), or,
+    for ``variation="foreign"``, subject ``seed`` of the foreign simulator (simulation/foreign/: its own signal
+    model, tissues, deformation and 64 mT acquisition; never trained on)."""
+    if variation == FOREIGN:
+        return generate_foreign_subject(seed, shape_scale=shape_scale)
     return generate_subject(seed, shape_scale=shape_scale, variation=subject_variation(seed, variation))
 
 
 def add_variation(parser) -> None:
-    """``--variation``: the held-out subjects' simulator parameters (simulation/variation.py)."""
-    parser.add_argument("--variation", default="nominal", choices=VARIATIONS,
+    """``--variation``: the held-out subjects' simulator parameters (simulation/variation.py), or the foreign simulator."""
+    parser.add_argument("--variation", default="nominal", choices=HELD_OUT_VARIATIONS,
                         help="held-out subjects' simulator parameters: nominal (the calibrated simulator), training "
-                             "(drawn from the training ranges: the ordinary held-out set) or shifted (outside them)")
+                             "(drawn from the training ranges: the ordinary held-out set), shifted (outside them) or "
+                             "foreign (another simulator, simulation/foreign/: its own signal model, tissues, anatomy "
+                             "deformation and 64 mT acquisition, never trained on: a stand-in for a real scanner)")
 
 
 def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Sequence[int] | None = None,
@@ -84,7 +94,7 @@ def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Se
         raise ValueError(f"the crop {crop} of subject {seed} holds no brain")
     shape = "x".join(str(n) for n in mask.shape)
     name = f"simulated subject {seed}, {shape} at {1 / shape_scale:g} mm" + (" (centred crop)" if crop else "")
-    name += "" if variation == "nominal" else f", {variation} parameters"
+    name += "" if variation == "nominal" else (", foreign simulator" if variation == FOREIGN else f", {variation} parameters")
     name += "" if source == "low" else f", {SOURCES[source]}"
     return BenchCase(name, network_input, maps, np.ascontiguousarray(high), np.ascontiguousarray(mask), raw_input)
 

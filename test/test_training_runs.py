@@ -216,6 +216,13 @@ def test_a_diffusion_network_retrained_alone_is_exported_beside_the_bridge_it_ke
     with pytest.raises(SystemExit) as refused:  # one of the two is required: argparse's usage line, exit 2
         main(["export", "--diffusion-run", str(runs["diffusion"]), "--out", str(tmp_path / "x")])
     assert refused.value.code == 2 and not (tmp_path / "x").exists()
+    third = tmp_path / "third"  # and the other way round: a bridge retrained alone beside the diffusion network kept
+    assert main(["export", "--diffusion-from", str(first), "--bridge-run", str(runs["bridge"]), "--out", str(third)]) == 0
+    assert read_manifest(third)["networks"]["diffusion"]["provenance"]["diffusion"]["copied_from"]["sha256"] == \
+        read_manifest(first)["networks"]["diffusion"]["sha256"]
+    # nothing trained to export: both kept is refused (exit 2, one line)
+    assert main(["export", "--diffusion-from", str(first), "--bridge-from", str(first), "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "y").exists()
 
 
 def test_a_runs_code_version_is_the_commit_that_started_it(runs, tmp_path, capsys):

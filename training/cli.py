@@ -51,7 +51,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     show = commands.add_parser("config", help="print a resolved run configuration as JSON")
     _config_arguments(show, required=False)
     export = commands.add_parser("export", help="write the newest checkpoints of two runs as frozen weights + manifest")
-    export.add_argument("--diffusion-run", type=Path, required=True, help="run folder of the diffusion network")
+    diffusion = export.add_mutually_exclusive_group(required=True)
+    diffusion.add_argument("--diffusion-run", type=Path, help="run folder of the diffusion network")
+    diffusion.add_argument("--diffusion-from", type=Path, metavar="WEIGHTS",
+                           help="keep the diffusion network of this weights folder unchanged (a bridge retrained alone)")
     bridge = export.add_mutually_exclusive_group(required=True)
     bridge.add_argument("--bridge-run", type=Path, help="run folder of the bridge")
     bridge.add_argument("--bridge-from", type=Path, metavar="WEIGHTS",
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             from training.export import export
 
             manifest = export(arguments.diffusion_run, arguments.bridge_run, arguments.out, use_ema=not arguments.raw,
-                              bridge_from=arguments.bridge_from)
+                              bridge_from=arguments.bridge_from, diffusion_from=arguments.diffusion_from)
             print(f"wrote {manifest}")
             return 0
         if arguments.command == "prepare":

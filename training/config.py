@@ -26,6 +26,7 @@ DATA_KINDS = ("ulf-enc", "simulated")
 LESION_CHOICES = ("auto", "always", "never")
 VARIATIONS = ("nominal", "training", "shifted")  # as simulation.variation.VARIATIONS (not imported: training data may be real)
 DEVICES = ("auto", "cpu", "cuda")
+OMITTED_AT_DEFAULT = {"random_contrast": 0.0}  # DataConfig keys written only when set (see DataConfig.to_dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class DataConfig:
     lesions: str = "auto"  # simulated: auto | always | never
     variation: str = "nominal"  # simulated: nominal | training | shifted (simulation/variation.py)
     low_field_augmentation: bool = False  # bridge: random gamma, gain and noise of the 64 mT patch (training/augment.py)
+    random_contrast: float = 0.0  # bridge: share of pairs whose 64 mT side is a randomised-contrast synthesis (training/random_contrast.py)
     cache: str = ""  # folder of prepared (normalised) arrays; "" -> RUN_DIR/data-cache
     validation_fraction: float = 0.1  # share of subjects held out (at least one when there are two or more)
     validation_subjects: tuple[str, ...] = ()  # explicit held-out IDs (override validation_fraction)
@@ -60,6 +62,18 @@ class DataConfig:
         _check(0.0 <= self.head_fraction <= 1.0, f"data.head_fraction must be in [0, 1], got {self.head_fraction}")
         _check(0.0 <= self.head_threshold < 1.0, f"data.head_threshold must be in [0, 1), got {self.head_threshold}")
         _check(self.workers >= 0, f"data.workers must be non-negative, got {self.workers}")
+        _check(isinstance(self.random_contrast, (int, float)) and not isinstance(self.random_contrast, bool)
+               and 0.0 <= self.random_contrast <= 1.0,
+               f"data.random_contrast must be a proportion in [0, 1], got {self.random_contrast!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain values; keys added after runs were recorded are left out at their defaults, so
+        the configuration of an earlier run reads (and resumes) as it was saved."""
+        out = {f.name: _to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        for name, default in OMITTED_AT_DEFAULT.items():
+            if out[name] == default:
+                del out[name]
+        return out
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,12 @@ Two sources, one result. ``ulf-enc`` reads the challenge's own layout
 1 mm, the per-contrast [-1, 1] map of :mod:`model.volumes.intensity`). ``simulated`` runs
 :func:`simulation.generate_subject` (IDs and seeds as ``python -m simulation --seed S``) and applies
 the same intensity map. Either way each subject is prepared once into a cache folder as
-``high.npy``, ``low.npy`` (when there is a low field), ``head.npy`` (flat indices of head voxels)
-and ``info.json``; training then memory-maps them, so subjects are read lazily, page by page, and
-shared by every process on the machine. A cache entry is rebuilt when its sources change.
+``high.npy``, ``low.npy`` (when there is a low field), ``head.npy`` (flat indices of head voxels),
+``labels.npy`` (uint8 tissue labels, only when ``data.random_contrast`` > 0: the simulator's dominant
+tissue per voxel, or for real data classes of the 3 T intensities) and ``info.json``; training then
+memory-maps them, so subjects are read lazily, page by page, and shared by every process on the
+machine. A cache entry is rebuilt when its sources change, or when labels are needed and it has none
+(an entry with labels also serves a configuration that needs none).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from model.volumes.layouts import CONTRASTS
 from training.config import DataConfig
 
 FORMAT = 2  # 2: high-field targets clipped at model.volumes.intensity.OUTPUT_CEILING instead of 1
+LABELS_FORMAT = 1  # the labels.npy of an entry (part of the cache key only when labels are needed)
 SIMULATED_PREFIX = "SIM"
 LESIONS = {"auto": None, "always": True, "never": False}
 
@@ -87,7 +91,23 @@ def _source_key(config: DataConfig, subject: str) -> dict[str, Any]:
                 stat = path.stat()
                 files[str(path.resolve())] = [stat.st_size, stat.st_mtime_ns]
         key["files"] = files
+    if needs_labels(config):  # configurations without random_contrast keep their key (and their caches)
+        key["labels"] = {"format": LABELS_FORMAT, "source": label_source(config)}
     return key
+
+
+def label_source(config: DataConfig) -> str:
+    """Where the tissue labels of randomised-contrast pairs come from."""
+    from training.random_contrast import DERIVED_CLASSES
+
+    if config.kind == "simulated":
+        return "simulator"  # simulation.generate_subject's labels: the dominant tissue per voxel
+    return f"3T intensity classes ({DERIVED_CLASSES})"  # training.random_contrast.intensity_classes
+
+
+def needs_labels(config: DataConfig) -> bool:
+    """Whether the prepared subjects must carry tissue labels (for randomised-contrast bridge pairs)."""
+    return config.random_contrast > 0
 
 
 def _ulf_enc_files(root: Path, subject: str) -> dict[str, Path]:
@@ -120,8 +140,8 @@ def _load_ulf_enc(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray | No
     return high, loaded[LOW_FIELD].network_input
 
 
-def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.ndarray]:
-    """A simulated pair, normalised per contrast with the map inference uses."""
+def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A simulated pair, normalised per contrast with the map inference uses, its labels and voxel size (mm)."""
     from model.volumes.intensity import normalise_contrasts
     from simulation import generate_subject, subject_variation
 
@@ -129,7 +149,8 @@ def _load_simulated(config: DataConfig, subject: str) -> tuple[np.ndarray, np.nd
     simulated = generate_subject(spec["seed"], lesions=LESIONS[config.lesions], shape_scale=config.shape_scale,
                                  variation=subject_variation(spec["seed"], config.variation))
     low, _ = normalise_contrasts(list(simulated.low), [f"{subject} 64mT {c}" for c in CONTRASTS])
-    return _high_field_target(list(simulated.high), subject), low
+    voxel_mm = float(np.mean(simulated.spacing))
+    return _high_field_target(list(simulated.high), subject), low, simulated.labels.astype(np.uint8), voxel_mm
 
 
 def _high_field_target(volumes: list[np.ndarray], subject: str) -> np.ndarray:
@@ -152,24 +173,44 @@ def prepare_subject(config: DataConfig, subject: str, cache: Path) -> Path:
     folder = Path(cache) / subject
     key = _source_key(config, subject)
     info_path = folder / "info.json"
-    if info_path.is_file() and json.loads(info_path.read_text()).get("key") == key:
+    if info_path.is_file() and _serves(json.loads(info_path.read_text()).get("key"), key):
         return folder
+    labels, voxel_mm = None, 1.0  # ulf-enc volumes are read onto the 1 mm grid
     if config.kind == "simulated":
-        high, low = _load_simulated(config, subject)
+        high, low, labels, voxel_mm = _load_simulated(config, subject)
     else:
         high, low = _load_ulf_enc(Path(config.root), subject)
+    head = head_indices(high, config.head_threshold)
+    if not needs_labels(config):
+        labels = None
+    elif labels is None:
+        from training.random_contrast import intensity_classes
+
+        labels = intensity_classes(high, head)
     partial = folder.with_name(f".{subject}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     np.save(partial / "high.npy", high.astype(np.float32))
     if low is not None:
         np.save(partial / "low.npy", low.astype(np.float32))
-    np.save(partial / "head.npy", head_indices(high, config.head_threshold))
+    np.save(partial / "head.npy", head)
+    if labels is not None:
+        np.save(partial / "labels.npy", labels.astype(np.uint8))
     info = {"key": key, "subject": subject, "shape": list(high.shape[1:]), "low_field": low is not None}
+    if labels is not None:  # (entries without labels keep the info.json they always had)
+        info.update(labels=True, voxel_mm=voxel_mm)
     (partial / "info.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
     return folder
+
+
+def _serves(stored: Any, key: dict[str, Any]) -> bool:
+    """Whether an entry prepared under ``stored`` serves ``key``: the same key, or the same one plus labels
+    that ``key`` does not need."""
+    if stored == key:
+        return True
+    return isinstance(stored, dict) and "labels" not in key and {k: v for k, v in stored.items() if k != "labels"} == key
 
 
 def prepare_subjects(config: DataConfig, subjects: list[str], cache: Path, rank: int = 0, world_size: int = 1) -> None:
@@ -201,18 +242,43 @@ class PreparedSubject:
     """One prepared subject, memory-mapped on first use (so it pickles cheaply into loader workers)."""
 
     folder: Path
-    _arrays: dict[str, np.ndarray] | None = None
+    _arrays: dict[str, Any] | None = None
 
-    def _open(self) -> dict[str, np.ndarray]:
+    def _open(self) -> dict[str, Any]:
         if self._arrays is None:
             arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in ("high", "head")}
-            if (self.folder / "low.npy").is_file():
-                arrays["low"] = np.load(self.folder / "low.npy", mmap_mode="r")
+            for name in ("low", "labels"):
+                if (self.folder / f"{name}.npy").is_file():
+                    arrays[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r")
             self._arrays = arrays
         return self._arrays
 
     def __getstate__(self) -> dict[str, Any]:
         return {"folder": self.folder, "_arrays": None}
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """uint8 (X, Y, Z) tissue labels (0: no signal), when prepared with them."""
+        return self._open().get("labels")
+
+    @property
+    def voxel_mm(self) -> float:
+        """The grid spacing in mm (recorded with the labels; 1 otherwise)."""
+        arrays = self._open()
+        if "voxel_mm" not in arrays:
+            arrays["voxel_mm"] = float(json.loads((self.folder / "info.json").read_text()).get("voxel_mm", 1.0))
+        return arrays["voxel_mm"]
+
+    def label_reference(self) -> tuple[np.ndarray, int]:
+        """The labels on the coarse strided grid of :func:`training.random_contrast.reference_stride` (read
+        once per process, about 32k voxels), and the stride."""
+        from training.random_contrast import reference_stride
+
+        arrays = self._open()
+        if "label_reference" not in arrays:
+            stride = reference_stride(self.labels.shape)
+            arrays["label_reference"] = (np.ascontiguousarray(self.labels[::stride, ::stride, ::stride]), stride)
+        return arrays["label_reference"]
 
     @property
     def high(self) -> np.ndarray:
@@ -242,6 +308,12 @@ def provenance(config: DataConfig, split: dict[str, list[str]]) -> dict[str, Any
     """What the manifest records about the training data."""
     out: dict[str, Any] = {"kind": config.kind, "split": split, "patch": list(config.patch),
                            "head_fraction": config.head_fraction, "head_threshold": config.head_threshold}
+    out["random_contrast"] = {"proportion": config.random_contrast}  # of the bridge's training pairs
+    if needs_labels(config):  # what was drawn, and from which labels
+        from training.random_contrast import RANGES
+
+        out["random_contrast"].update(labels=label_source(config),
+                                      ranges={k: list(v) if isinstance(v, tuple) else v for k, v in RANGES.items()})
     if config.kind == "simulated":
         out["simulated"] = {"subjects": config.subjects, "data_set_seed": config.seed,
                             "shape_scale": config.shape_scale, "lesions": config.lesions,

@@ -92,20 +92,25 @@ def copied_network(weights: Path, name: str) -> tuple[Any, dict[str, Any]]:
     return load_network(weights, name), provenance
 
 
-def export(diffusion_run: Path, bridge_run: Path | None, out: Path, use_ema: bool = True,
-           bridge_from: Path | None = None) -> Path:
-    """Write ``out/diffusion.pt``, ``out/bridge.pt`` and ``out/manifest.json``; returns the manifest path. The
-    bridge comes from its run, or unchanged from the weights folder ``bridge_from``."""
-    if (bridge_run is None) == (bridge_from is None):
-        raise ValueError("give the bridge's run folder or a weights folder to copy it from, one of them")
+def export(diffusion_run: Path | None, bridge_run: Path | None, out: Path, use_ema: bool = True,
+           bridge_from: Path | None = None, diffusion_from: Path | None = None) -> Path:
+    """Write ``out/diffusion.pt``, ``out/bridge.pt`` and ``out/manifest.json``; returns the manifest path. Each
+    network comes from its run folder, or unchanged from a weights folder (``diffusion_from``, ``bridge_from``: a
+    network retrained alone beside the other, shipped one)."""
+    sources = {"diffusion": (diffusion_run, diffusion_from), "bridge": (bridge_run, bridge_from)}
+    for name, (run, kept) in sources.items():
+        if (run is None) == (kept is None):
+            raise ValueError(f"give the {name}'s run folder or a weights folder to copy it from, one of them")
+    if diffusion_run is None and bridge_run is None:
+        raise ValueError("nothing to export: both networks would be copied unchanged")
     networks, provenance = {}, {
         "source": "python -m training export",
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "export_code_version": checkpoint.code_version(),
     }
-    networks["diffusion"], provenance["diffusion"] = exported_network(diffusion_run, "diffusion", use_ema)
-    networks["bridge"], provenance["bridge"] = (exported_network(bridge_run, "bridge", use_ema) if bridge_run is not None
-                                                else copied_network(bridge_from, "bridge"))
+    for name, (run, kept) in sources.items():
+        networks[name], provenance[name] = (exported_network(run, name, use_ema) if run is not None
+                                            else copied_network(kept, name))
     timesteps = {name: RunConfig.from_dict(provenance[name]["training_config"]).section(name).timesteps
                  for name in NETWORKS}
     if len(set(timesteps.values())) != 1:

@@ -164,7 +164,8 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
     timesteps = patches.TimestepDraw(section.t_min, section.t_max, section.t_power if kind == "diffusion" else 1.0)
     dataset = patches.PatchDataset(subjects["train"], config.data.patch, config.data.head_fraction, timesteps,
                                    kind == "bridge", config.seed,
-                                   augment_low=kind == "bridge" and config.data.low_field_augmentation)
+                                   augment_low=kind == "bridge" and config.data.low_field_augmentation,
+                                   random_contrast=config.data.random_contrast if kind == "bridge" else 0.0)
     loader = patches.make_loader(dataset, step, train_cfg.steps, train_cfg.batch_size, runtime.rank,
                                  runtime.world_size, config.data.workers, runtime.device.type == "cuda")
     validator = Validator(kind, config, subjects["validation"], runtime.device, runtime.autocast, objective.schedule)

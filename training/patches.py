@@ -5,6 +5,10 @@ subject (a fresh permutation of the training subjects per step), patch position 
 random head voxel with probability ``head_fraction``, else anywhere), timestep and noise. So a
 resumed run sees exactly the batches it would have seen, and N torchrun processes, each taking
 its share of the slots, see together exactly the batch that one process would.
+
+Bridge samples: the low-field side is the physical 64 mT patch (optionally augmented,
+:mod:`training.augment`) or, in a proportion ``random_contrast`` of the samples, a randomised-contrast
+synthesis from the subject's tissue labels (:mod:`training.random_contrast`); the 3 T target is the same.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.augment import augment_low_field
 from training.data import PreparedSubject
+from training.random_contrast import randomised_low_field
 
 BACKGROUND = -1.0  # the [-1, 1] map sends air to -1: patches reaching outside the volume are padded with it
-STREAM_SUBJECT, STREAM_PATCH, STREAM_NOISE, STREAM_AUGMENT = 1, 2, 3, 4
+STREAM_SUBJECT, STREAM_PATCH, STREAM_NOISE, STREAM_AUGMENT, STREAM_CONTRAST = 1, 2, 3, 4, 5
 VALIDATION_STEP = 1 << 40  # the "step" of validation samples: never a training step
 
 
@@ -54,6 +59,24 @@ def cut(volume: np.ndarray, start: Sequence[int], patch: Sequence[int]) -> np.nd
     return region
 
 
+def cut_labels(labels: np.ndarray, start: Sequence[int], patch: Sequence[int]) -> np.ndarray:
+    """The labels (X, Y, Z) under :func:`cut`'s patch, padded with 0 (no signal) where :func:`cut` pads."""
+    region = np.array(labels[tuple(slice(a, a + p) for a, p in zip(start, patch))])
+    missing = [p - r for p, r in zip(patch, region.shape)]
+    if any(missing):
+        region = np.pad(region, [(m // 2, m - m // 2) for m in missing], constant_values=0)
+    return region
+
+
+def patch_axes(shape: Sequence[int], start: Sequence[int], patch: Sequence[int]) -> list[torch.Tensor]:
+    """Per axis, the volume index of each voxel of :func:`cut`'s patch (outside the volume where it pads)."""
+    axes = []
+    for s, a, p in zip(shape, start, patch):
+        missing = p - (min(a + p, s) - a)
+        axes.append(torch.arange(p) + a - missing // 2)
+    return axes
+
+
 @dataclass(frozen=True)
 class TimestepDraw:
     """Training timesteps ``t = t_min + floor((t_max - t_min + 1) * u ** power)``, ``u ~ U[0, 1)``.
@@ -76,10 +99,14 @@ class TimestepDraw:
 
 
 def make_sample(subject: PreparedSubject, patch: Sequence[int], head_fraction: float, timesteps: TimestepDraw,
-                with_low: bool, seed: int, *keys: int, augment_low: bool = False) -> dict[str, torch.Tensor]:
+                with_low: bool, seed: int, *keys: int, augment_low: bool = False,
+                random_contrast: float = 0.0) -> dict[str, torch.Tensor]:
     """One sample: ``high`` (and ``low``) patches (3, *patch), ``t`` (int64) and ``noise`` (3, *patch).
 
     ``augment_low``: the low-field patch goes through :func:`training.augment.augment_low_field`.
+    ``random_contrast``: the probability that ``low`` is instead a randomised-contrast synthesis from the
+    subject's labels (:func:`training.random_contrast.randomised_low_field`, not augmented); its draws come
+    from a stream of their own, so 0 leaves every other draw, and the sample, as they were.
     """
     position = rng(seed, STREAM_PATCH, *keys)
     shape = subject.high.shape[1:]
@@ -93,6 +120,16 @@ def make_sample(subject: PreparedSubject, patch: Sequence[int], head_fraction: f
     t = timesteps(generator)
     sample = {"high": torch.from_numpy(cut(subject.high, start, patch)), "t": t,
               "noise": torch.randn((subject.high.shape[0], *patch), generator=generator)}
+    if with_low and random_contrast > 0:
+        contrast_generator = torch_generator(seed, STREAM_CONTRAST, *keys)
+        if float(torch.rand((), generator=contrast_generator)) < random_contrast:
+            reference, stride = subject.label_reference()
+            sample["low"] = randomised_low_field(
+                cut_labels(subject.labels, start, patch), contrast_generator, volume_shape=shape,
+                axes=patch_axes(shape, start, patch), reference=reference,
+                reference_axes=[torch.arange(0, s, stride) for s in shape], voxel_mm=subject.voxel_mm,
+                contrasts=subject.high.shape[0])
+            return sample
     if with_low:
         sample["low"] = torch.from_numpy(cut(subject.low, start, patch))
         if augment_low:
@@ -104,12 +141,20 @@ class PatchDataset(Dataset):
     """Map-style dataset indexed by ``(step, slot)`` of the global batch."""
 
     def __init__(self, subjects: list[PreparedSubject], patch: Sequence[int], head_fraction: float,
-                 timesteps: TimestepDraw, with_low: bool, seed: int, augment_low: bool = False):
+                 timesteps: TimestepDraw, with_low: bool, seed: int, augment_low: bool = False,
+                 random_contrast: float = 0.0):
         if not subjects:
             raise ValueError("no training subjects")
+        if not 0.0 <= random_contrast <= 1.0:
+            raise ValueError(f"random_contrast must be in [0, 1], got {random_contrast}")
+        if with_low and random_contrast > 0:
+            unlabelled = [str(s.folder) for s in subjects if s.labels is None]
+            if unlabelled:
+                raise ValueError(f"random_contrast needs tissue labels, and these prepared subjects have none: "
+                                 f"{', '.join(unlabelled)} (prepare them with data.random_contrast > 0)")
         self.subjects, self.patch, self.head_fraction = subjects, tuple(patch), head_fraction
         self.timesteps, self.with_low, self.seed = timesteps, with_low, seed
-        self.augment_low = augment_low
+        self.augment_low, self.random_contrast = augment_low, random_contrast
 
     def subject_index(self, step: int, slot: int) -> int:
         """A fresh permutation of the subjects per step: a batch repeats a subject only when it has more slots."""
@@ -120,7 +165,7 @@ class PatchDataset(Dataset):
         step, slot = key
         subject = self.subjects[self.subject_index(step, slot)]
         return make_sample(subject, self.patch, self.head_fraction, self.timesteps, self.with_low, self.seed, step, slot,
-                           augment_low=self.augment_low)
+                           augment_low=self.augment_low, random_contrast=self.random_contrast)
 
 
 class StepBatches(Sampler):

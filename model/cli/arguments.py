@@ -37,6 +37,8 @@ SAMPLER_FLAGS = {  # flag -> (setting, help); each typed by its settings field (
     "--windows-per-batch": ("windows_per_batch", "windows per network call (default 0: auto, 1 on the CPU, 4 on a GPU)"),
     "--precision": ("precision", "the networks' arithmetic: auto (float16 on a T4, bfloat16 on sm_80+, float32 on the CPU), "
                                  "float32, bfloat16, float16; blending always float32"),
+    "--backend": ("backend", "torch (default) or onnxruntime: the networks through ONNX Runtime on the CPU, in float32 "
+                             "(needs pip install onnxruntime; docs/speed.md)"),
     "--remove-noise": ("remove_noise", "RemoveNoise reading: x0 estimate (default) or the literal eq. 11 posterior mean"),
     "--seed": ("seed", "random seed (default 0)"),
     "--samples": ("samples", "N runs of the sampler with seeds seed..seed+N-1: the output is their mean, and beside it a "

@@ -27,6 +27,7 @@ PAPER_BRIDGE_TIMESTEP, PAPER_REFINEMENTS = 400, 3
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 MAX_SAMPLES = 64  # --samples: each sample costs a whole run
 COMPILE_CHOICES = ("off", "auto", "on")
+BACKENDS = ("torch", "onnxruntime")
 
 
 class RegisteredNames(Sequence):
@@ -44,7 +45,7 @@ class RegisteredNames(Sequence):
 
 CHOICES = {  # the settings whose values are words, and the words
     "sampler": RegisteredNames(SAMPLERS), "mode": tuple(m.value for m in Mode), "remove_noise": tuple(v.value for v in RemoveNoiseVariant),
-    "level_spacing": LEVEL_SPACINGS, "precision": PRECISIONS, "compile": COMPILE_CHOICES,
+    "level_spacing": LEVEL_SPACINGS, "precision": PRECISIONS, "compile": COMPILE_CHOICES, "backend": BACKENDS,
 }
 
 
@@ -126,6 +127,7 @@ class EngineSettings:
     # repay the compilation (docs/speed.md); "on" = always, CUDA included; "off" = never.
     compile: str = "auto"
     channels_last: bool = False  # windows in channels-last-3D layout (measured: see docs/speed.md)
+    backend: str = "torch"  # "onnxruntime": the networks through ONNX Runtime on the CPU (float32; optional dependency)
 
     def __post_init__(self):
         _check([
@@ -137,6 +139,7 @@ class EngineSettings:
             (self.windows_per_batch >= 0, f"--windows-per-batch must be at least 1 (or 0: auto), got {self.windows_per_batch}"),
             (self.precision in PRECISIONS, f"--precision must be one of {PRECISIONS}, got {self.precision}"),
             (self.compile in COMPILE_CHOICES, f"compile must be one of {COMPILE_CHOICES}, got {self.compile}"),
+            (self.backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
         ])
         object.__setattr__(self, "window", tuple(int(w) for w in self.window))
 

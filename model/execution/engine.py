@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import DeviceError
+from .onnx_backend import OnnxBridge, OnnxUNet, resolve_backend
 from .plan import CasePlan
 from .precision import inference, resolve_precision
 from ..config.settings import EngineSettings
@@ -125,9 +126,14 @@ class WindowEngine:
         self.settings, self.device = settings, device
         self.unet, self.bridge = unet, bridge
         self.windows_per_batch = windows_per_call(settings.windows_per_batch, device)  # lowered after out-of-memory
-        self.precision = resolve_precision(settings.precision, device)  # float32, bfloat16 or float16
+        self.backend = resolve_backend(settings.backend, device)
+        self.precision = "float32" if self.backend == "onnxruntime" else resolve_precision(settings.precision, device)
         if self.precision != settings.precision:
-            log.info("precision %s on %s: %s", settings.precision, device, self.precision)
+            log.info("precision %s on %s%s: %s", settings.precision, device,
+                     " with ONNX Runtime" if self.backend == "onnxruntime" else "", self.precision)
+        if self.backend == "onnxruntime":
+            self.unet = OnnxUNet(unet) if unet is not None else None
+            self.bridge = OnnxBridge(bridge) if bridge is not None else None
         self.counts = EvaluationCounts()
 
     def reset_counts(self) -> None:
@@ -138,7 +144,7 @@ class WindowEngine:
         """The plan's ``compile`` setting: "on", or "auto" on the CPU for a case of at least COMPILE_MIN_WINDOWS
         U-Net windows."""
         compile_ = case.settings.engine.compile
-        if self.unet is None or compile_ == "off":
+        if self.unet is None or compile_ == "off" or self.backend == "onnxruntime":
             return False
         return compile_ == "on" or (self.device.type == "cpu" and case.unet_windows >= COMPILE_MIN_WINDOWS)
 
