@@ -94,7 +94,8 @@ def simulated_case(seed: int = HELD_OUT_SEED, shape_scale: float = 1.0, crop: Se
         raise ValueError(f"the crop {crop} of subject {seed} holds no brain")
     shape = "x".join(str(n) for n in mask.shape)
     name = f"simulated subject {seed}, {shape} at {1 / shape_scale:g} mm" + (" (centred crop)" if crop else "")
-    name += "" if variation == "nominal" else (", foreign simulator" if variation == FOREIGN else f", {variation} parameters")
+    if variation != "nominal":
+        name += ", foreign simulator" if variation == FOREIGN else f", {variation} parameters"
     name += "" if source == "low" else f", {SOURCES[source]}"
     return BenchCase(name, network_input, maps, np.ascontiguousarray(high), np.ascontiguousarray(mask), raw_input)
 

@@ -41,7 +41,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_tv_chambolle
 
-from bench.case import HELD_OUT_SEED, add_variation, centred_crop
+from bench.case import HELD_OUT_SEED, add_variation, centred_crop, simulated_subject
 from model.volumes.intensity import normalise_contrasts
 from model.volumes.layouts import CONTRASTS
 from model.method.operators import add_noise, estimate_x0
@@ -79,11 +79,9 @@ class Best:
 def held_out_crops(count: int, first_seed: int, crop: Sequence[int], variation: str,
                    shape_scale: float = 1.0) -> list[np.ndarray]:
     """``count`` held-out subjects' normalised 3 T volumes (3, X, Y, Z), centred crops."""
-    from simulation import generate_subject, subject_variation
-
     crops = []
     for seed in range(first_seed, first_seed + count):
-        subject = generate_subject(seed, shape_scale=shape_scale, variation=subject_variation(seed, variation))
+        subject = simulated_subject(seed, shape_scale, variation)
         high, _ = normalise_contrasts(list(subject.high), [f"held-out {seed} 3T {c}" for c in CONTRASTS])
         crops.append(np.ascontiguousarray(high[(slice(None), *centred_crop(high.shape[1:], crop))]))
     return crops

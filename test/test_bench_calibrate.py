@@ -29,10 +29,10 @@ def test_the_calibration_is_written_into_the_manifest_and_read_back(tiny_weights
     assert block["networks_sha256"] == network_checksums(manifest)
     assert block["command"].startswith("python -m bench.calibrate --weights") and block["measured"] and block["machine"]
     assert block["precision"] in ("float32", "bfloat16")
-    assert set(block["identity"]) == {"ordinary", "shifted"}
+    assert set(block["identity"]) == set(calibrate.SETS) == {"ordinary", "shifted", "foreign"}
     assert sorted(c["label"] for c in block["configurations"]) == sorted(CHOSEN)
-    for c in block["configurations"]:  # the ladder's score is the mean of the two sets' scores
-        assert abs(c["score"] - (c["sets"]["ordinary"]["score"] + c["sets"]["shifted"]["score"]) / 2) < 1e-4
+    for c in block["configurations"]:  # the ladder's score is the mean of the sets' scores
+        assert abs(c["score"] - sum(s["score"] for s in c["sets"].values()) / len(calibrate.SETS)) < 1e-4
         assert c["full_head_windows"]["bridge"] > 0
     calibration = load_calibration(folder)
     assert calibration.measured
@@ -47,7 +47,7 @@ def test_an_interrupted_calibration_resumes_without_rerunning(tiny_weights, tmp_
     assert run(tiny_weights, out) == 0
     log = out / "calibration.jsonl"
     first = log.read_text().splitlines()
-    assert len(first) == 2 * (1 + len(CHOSEN))  # two sets: the identity and each configuration, one subject
+    assert len(first) == len(calibrate.SETS) * (1 + len(CHOSEN))  # per set: the identity and each configuration
     assert run(tiny_weights, out) == 0
     assert log.read_text().splitlines() == first
     assert "calibration" not in json.loads((tiny_weights / "manifest.json").read_text())  # no --write

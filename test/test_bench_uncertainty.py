@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from bench import uncertainty
+from bench import calibrate, uncertainty
 from conftest import TEST_WINDOW
 
 SEED, SCALE, CROP = 90_000, 0.4, (40, 44, 20)
@@ -16,7 +16,7 @@ def test_the_benchmark_measures_both_sets_and_draws_the_figure(tiny_weights, tmp
                              "--window", *map(str, TEST_WINDOW), "--out", str(tmp_path / "out"),
                              "--figure", str(tmp_path / "figure.png")]) == 0
     results = json.loads((tmp_path / "out" / "uncertainty.json").read_text())
-    assert set(results["sets"]) == {"ordinary", "shifted"} and results["samples"] == 4
+    assert set(results["sets"]) == set(calibrate.SETS) and results["samples"] == 4
     for subjects in results["sets"].values():
         (subject,) = subjects
         assert set(subject["scores"]) == {"mean of 1", "mean of 2", "mean of 4", "median of 4"}

@@ -35,9 +35,10 @@ class ForeignTissue:
 # muscle from Gold et al. 2004 (AJR 183:343; subcutaneous fat 382/68 ms, muscle 1420/32 ms); CSF:
 # near-free water, assumed 4000/1800 ms; lesion (demyelinating, WM-like with more free water): assumed.
 # PD: brain water content after Neeb et al. 2006 (NeuroImage 31:1156; about 0.69 WM, 0.80 GM), CSF 1;
-# lesion and muscle assumed; fat an apparent PD (only its main methylene peak stays on resonance), assumed. Low field: Cole-Cole dispersion amplitudes assumed, chosen so that the
-# 64 mT T1s are of the order measured at 50-64 mT in vivo (WM about 300 ms, GM about 390 ms); T2 a little
-# longer at low field (less susceptibility and diffusion dephasing), factors assumed.
+# lesion and muscle assumed; fat an apparent PD (only its main methylene peak stays on resonance), assumed.
+# Low field: Cole-Cole dispersion amplitudes assumed, chosen so that the 64 mT T1s are of the order measured
+# at 50-64 mT in vivo (WM about 300 ms, GM about 390 ms); T2 a little longer at low field (less
+# susceptibility and diffusion dephasing), factors assumed.
 TISSUES: dict[str, ForeignTissue] = {
     "csf": ForeignTissue(t1_3t=4000, t2_3t=1800, pd=1.00, dispersion=0.07, t2_low_factor=1.0),
     "gm": ForeignTissue(t1_3t=1820, t2_3t=99, pd=0.80, dispersion=3.9, t2_low_factor=1.15),
