@@ -36,13 +36,13 @@ from bench.case import HELD_OUT_SEED, simulated_case
 from bench.cli import FULL_HEAD_SHAPE
 from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
 from model.weights.calibration import (CALIBRATION_FORMAT, CALIBRATION_KEY, RUNG_FIELDS, Rung, levels_outside_training,
-                               network_checksums)
+                               auto_settings, network_checksums)
 from model.weights.calibration import rung as configuration
 from model.execution.plan import plan_case
 from model.pipeline.enhancer import Enhancer
-from model.cli.options import add_crop, add_weights, add_window
+from model.cli.options import add_crop, add_weights, add_window, window_of
 from model.execution.precision import resolve_precision
-from model.config.settings import SamplerSettings
+from model.config.settings import SamplerSettings, preset
 from model.weights.manifest import MANIFEST_NAME, read_manifest
 
 log = logging.getLogger("bench.calibrate")
@@ -199,6 +199,16 @@ def table(block: dict[str, Any]) -> str:
         lines.append(f"| {c['label']} | {c['score']:.4f} | " + " | ".join(cells(c["sets"]))
                      + f" | {w['diffusion']} + {w['bridge']} |")
     return "\n".join(lines)
+
+
+def held_out_settings(args: argparse.Namespace) -> tuple[str, SamplerSettings]:
+    """How a held-out measurement starts (bench.uncertainty, bench.output_remap): logging, ``--threads``, and the
+    settings of ``--preset`` (``auto``: the weights' calibrated best) with ``--window``, and their label."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("model").setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    label, settings = auto_settings(args.weights) if args.preset == "auto" else (args.preset, preset(args.preset))
+    return label, settings.updated(window=window_of(args))
 
 
 def write_manifest_block(weights: Path, key: str, block: dict[str, Any]) -> None:

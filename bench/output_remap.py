@@ -26,16 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.calibrate import DEFAULT_CROP, SETS, write_manifest_block
+from bench.calibrate import DEFAULT_CROP, SETS, held_out_settings, write_manifest_block
 from bench.case import HELD_OUT_SEED, centred_crop, contrast_scores, raw_input_scores, simulated_case, simulated_subject
 from bench.cli import machine
-from model.cli.options import add_crop, add_weights, add_window, window_of
-from model.config.settings import preset
+from model.cli.options import add_crop, add_weights, add_window
 from model.pipeline.enhancer import Enhancer
 from model.volumes.intensity import OUTPUT_CEILING, normalise_contrasts
 from model.volumes.layouts import CONTRASTS
 from model.volumes.remap import REMAP_FORMAT, REMAP_KEY, fit_output_remap
-from model.weights.calibration import auto_settings, network_checksums
+from model.weights.calibration import network_checksums
 from model.weights.manifest import MANIFEST_NAME, read_manifest
 from simulation.dataset import subject_seed
 
@@ -119,11 +118,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("model").setLevel(logging.WARNING)
-    torch.set_num_threads(args.threads)
-    label, settings = auto_settings(args.weights) if args.preset == "auto" else (args.preset, preset(args.preset))
-    settings = settings.updated(window=window_of(args))
+    label, settings = held_out_settings(args)
     remap, seeds = fit(args, settings)
     sets = measure(args, settings, remap)
     kept = [c for c in CONTRASTS if all(k["remapped"][c] > k["output"][c] for k in sets.values())]

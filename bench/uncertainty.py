@@ -32,17 +32,16 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from bench.calibrate import DEFAULT_CROP, SETS
+from bench.calibrate import DEFAULT_CROP, SETS, held_out_settings
 from bench.cli import machine
 from bench.case import HELD_OUT_SEED, BenchCase, case_score, centred_crop, raw_input_scores, mean_scores, simulated_case, simulated_subject
 from evaluation.metrics import minmax
-from model.cli.options import add_crop, add_subject_seed, add_weights, add_window, window_of
-from model.config.settings import SamplerSettings, preset
+from model.cli.options import add_crop, add_subject_seed, add_weights, add_window
+from model.config.settings import SamplerSettings
 from model.execution.precision import resolve_precision
 from model.pipeline.enhancer import Enhancer
 from model.volumes.intensity import OUTPUT_CEILING
 from model.volumes.layouts import CONTRASTS
-from model.weights.calibration import auto_settings
 from simulation import LABEL_NAMES
 
 log = logging.getLogger("bench.uncertainty")
@@ -204,11 +203,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("model").setLevel(logging.WARNING)
-    torch.set_num_threads(args.threads)
-    label, settings = auto_settings(args.weights) if args.preset == "auto" else (args.preset, preset(args.preset))
-    settings = settings.updated(window=window_of(args))
+    label, settings = held_out_settings(args)
     results = {"command": "python -m bench.uncertainty " + " ".join(argv), "settings_label": label,
                "settings": settings.to_dict(), "samples": args.samples, "crop": list(args.crop),
                "machine": f"{machine(torch.device('cpu'))['cpu']}, torch {torch.__version__}",
