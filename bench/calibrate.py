@@ -56,6 +56,9 @@ METRICS = ("score", "ssim", "psnr", "mae", "nmse")
 # What the planner may choose, for networks trained around K = 100 and below t = 32 (the shipped ones): the
 # bridge at K = 100, then the chain 25, 10, 1 (or its cheaper tails) on three window grids, or the bridge alone.
 CONFIGURATIONS: tuple[Rung, ...] = (
+    # several samples (their mean: docs/uncertainty.md): never --preset auto, a time budget's choice when they fit
+    configuration("chain 25,10,1, J 1, overlap 0.7, 4 samples", overlap=0.7, samples=4),
+    configuration("chain 25,10,1, J 1, overlap 0.7, 2 samples", overlap=0.7, samples=2),
     configuration("chain 25,10,1, J 1, overlap 0.7", overlap=0.7),
     configuration("chain 25,10,1, J 1, overlap 0.5", overlap=0.5),
     configuration("chain 25,10,1, J 1, overlap 0.25", overlap=0.25),
@@ -150,7 +153,7 @@ def calibration_block(args: argparse.Namespace, rungs: list[Rung], runs: RunLog,
         sets = metrics(rung)
         cost = plan_case(settings_of(rung), FULL_HEAD_SHAPE)
         configurations.append({
-            "label": rung.label, "settings": {k: rung.changes[k] for k in RUNG_FIELDS},
+            "label": rung.label, "settings": {k: rung.changes[k] for k in (*RUNG_FIELDS, "samples")},
             "score": round(float(np.mean([s["score"] for s in sets.values()])), 4), "sets": sets,
             "full_head_windows": {"diffusion": cost.unet_windows, "bridge": cost.bridge_windows},
         })

@@ -68,6 +68,26 @@ def test_the_ladder_and_auto_come_from_the_manifest_best_first(tmp_path, tiny_we
     assert settings.algorithm.bridge_timestep == 100 and settings.algorithm.refinements == 1
 
 
+def test_auto_runs_one_sample_and_a_budget_may_choose_several(tmp_path, tiny_weights):
+    """Several samples score best but cost several runs: ``auto`` takes the best single-sample configuration, the
+    time-budget ladder keeps the multi-sample one first (a fast device runs it when it fits)."""
+    four = configuration("chain 25,10,1, overlap 0.7, 4 samples", 0.74, overlap=0.7)
+    four["settings"]["samples"] = 4
+    folder = calibrated(tmp_path, tiny_weights, [four, configuration("chain 25,10,1, overlap 0.7", 0.71, overlap=0.7),
+                                                  configuration("bridge", 0.60, mode="bridge", chain=())])
+    label, settings = auto_settings(folder)
+    assert label == "chain 25,10,1, overlap 0.7" and settings.algorithm.samples == 1
+    ladder = ladder_for(settings, load_calibration(folder), folder)
+    assert [s.algorithm.samples for _, s in ladder] == [4, 1, 1]
+    asked = choose_settings(settings, HEAD, GPU_LIKE, allowance=900.0, ladder=ladder)
+    assert asked.label == "as requested" and asked.plan.samples == 1  # a request of its own comes first
+    decided = choose_settings(settings, HEAD, GPU_LIKE, allowance=900.0, ladder=ladder, ladder_first=True)
+    assert decided.label.endswith("4 samples") and decided.plan.samples == 4  # --preset auto: the weights decide
+    tight = choose_settings(settings, HEAD, GPU_LIKE, allowance=1.5 * GPU_LIKE.seconds(asked.plan), ladder=ladder,
+                            ladder_first=True)
+    assert tight.plan.samples == 1 and tight.fits  # four samples do not fit: the best single one does
+
+
 def test_a_calibration_of_other_weights_is_ignored_with_a_warning(tmp_path, tiny_weights, caplog):
     folder = calibrated(tmp_path, tiny_weights, [configuration("chain", 0.9, overlap=0.7)],
                         checksums={"diffusion": "0" * 64, "bridge": "1" * 64})

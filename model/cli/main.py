@@ -30,7 +30,8 @@ from ..volumes.layouts import Case
 from ..weights.calibration import check_trained_levels
 from ..weights.manifest import load_schedule, read_manifest, untrained_networks
 from . import sharding
-from .arguments import asked_for, build_parser, cases_from, input_folder, settings_from, settle_layout_options, weights_dir
+from .arguments import (AUTO, asked_for, build_parser, cases_from, explicit_options, input_folder, settings_from,
+                        settle_layout_options, weights_dir)
 from .cohorts import CaseResult, cohort_cases, log_summary, results_of, set_threads
 from .environment import with_environment
 from .options import check_options
@@ -160,7 +161,8 @@ def enhance_cases(args: argparse.Namespace, settings: SamplerSettings, cases: li
     weights = weights_dir(args)
     log.info("%d case(s), layout %s, device %s, weights %s", len(cases), cases[0].layout, device, weights)
     log.info("settings: %s", json.dumps(settings.to_dict()))
-    enhancer = Enhancer(settings, weights, device)
+    weights_decide = args.preset == AUTO and args.replay is None and not explicit_options(args)
+    enhancer = Enhancer(settings, weights, device, weights_decide=weights_decide)
     untrained = untrained_networks(weights, enhancer.network_names) if enhancer.network_names else []
     if untrained:
         log.warning("the %s network(s) in %s are NOT trained (random initialisation): outputs are not enhanced",

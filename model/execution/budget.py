@@ -82,13 +82,17 @@ class BudgetChoice:
 Options = list[tuple[str, SamplerSettings]]  # (label, settings), in the order the planner tries them
 
 
-def candidates(requested: SamplerSettings, ladder: Options) -> Options:
+def candidates(requested: SamplerSettings, ladder: Options, ladder_first: bool = False) -> Options:
     """The requested settings first, then what the planner may fall back to: ``ladder``, the weights'
-    calibrated configurations, best first (:func:`model.weights.calibration.ladder_for`).
+    calibrated configurations, best first (:func:`model.weights.calibration.ladder_for`). ``ladder_first``
+    (``--preset auto`` with no option changed: the weights decide): the ladder alone, so that a configuration
+    scoring above the single-sample default (several samples) runs when it fits.
 
     ``full``: the ladder. ``bridge``: the ladder's bridge-only rungs on coarser grids than requested.
     ``identity``: nothing to plan. ``diffusion`` (an ablation without a measured ladder) is refused with a budget."""
     mode = requested.algorithm.mode
+    if ladder_first and ladder and mode is Mode.FULL and requested.algorithm.samples == 1:
+        return list(ladder)
     unplanned = replace(requested.engine, compile="off")
     first = [("as requested", SamplerSettings(requested.algorithm, unplanned))]
     if mode is Mode.DIFFUSION:
@@ -112,10 +116,11 @@ def candidates(requested: SamplerSettings, ladder: Options) -> Options:
 
 
 def choose_settings(requested: SamplerSettings, shape: tuple[int, ...], throughput: Throughput, allowance: float,
-                    ladder: Options, schedule: NoiseSchedule | None = None) -> BudgetChoice:
+                    ladder: Options, schedule: NoiseSchedule | None = None, ladder_first: bool = False) -> BudgetChoice:
     """The first candidate whose estimate fills at most :data:`PLAN_FILL` of ``allowance``, else the cheapest
     (the minimum work), marked as not fitting; each candidate's cost is its case plan on ``shape``."""
-    plans = [(label, plan_case(settings, shape, schedule)) for label, settings in candidates(requested, ladder)]
+    plans = [(label, plan_case(settings, shape, schedule))
+             for label, settings in candidates(requested, ladder, ladder_first)]
     estimated = [(label, plan, throughput.seconds(plan)) for label, plan in plans]
     for label, plan, estimate in estimated:
         if estimate <= PLAN_FILL * allowance:

@@ -55,12 +55,15 @@ class Enhancer:
     ``Enhancer(settings, weights_dir, device)`` loads the networks from a weights folder;
     :meth:`from_networks` takes networks already loaded (a benchmark sharing one U-Net among runs, a test)."""
 
-    def __init__(self, settings: SamplerSettings, weights_dir: Path | None, device: torch.device):
+    def __init__(self, settings: SamplerSettings, weights_dir: Path | None, device: torch.device, *,
+                 weights_decide: bool = False):
         mode = settings.algorithm.mode
         schedule = cosine_schedule() if mode is Mode.IDENTITY else load_schedule(weights_dir)
         self._assemble(settings, device, schedule, weights_dir,
                        unet=load_network(weights_dir, "diffusion", device) if mode.uses_diffusion else None,
                        bridge=load_network(weights_dir, "bridge", device) if mode.uses_bridge else None)
+        # --preset auto with nothing changed: under a time budget the weights' calibrated ladder decides alone
+        self.weights_decide = weights_decide
 
     @classmethod
     def from_networks(cls, settings: SamplerSettings, device: torch.device, schedule: NoiseSchedule, *,
@@ -81,7 +84,8 @@ class Enhancer:
         self.settings, self.device, self.schedule, self.weights_dir = settings, device, schedule, weights_dir
         # the weights' output remap, applied to each sample of a full run (mode full, ``output_remap`` on)
         self.remap = load_output_remap(weights_dir) if mode is Mode.FULL and settings.algorithm.output_remap else None
-        self._ladder: list[tuple[str, SamplerSettings]] | None = None  # the planner's fallbacks (plan_to)
+        self._ladder: list[tuple[str, SamplerSettings]] | None = None  # the planner's fallbacks (choose_to)
+        self.weights_decide = False
         warn_outside_training(settings, weights_dir)
         self.engine = WindowEngine(settings.engine, device, unet=unet if mode.uses_diffusion else None,
                                    bridge=bridge if mode.uses_bridge else None)
@@ -121,7 +125,8 @@ class Enhancer:
             rates = Throughput(*self.engine.windows_per_second(x0_lf, self.engine.window_plans(self.plan(shape)).main))
         if self._ladder is None:  # the weights' calibrated fallbacks, read once for every case
             self._ladder = ladder_for(self.settings, load_calibration(self.weights_dir), self.weights_dir)
-        choice = choose_settings(self.settings, shape, rates, deadline - time.monotonic(), self._ladder, self.schedule)
+        choice = choose_settings(self.settings, shape, rates, deadline - time.monotonic(), self._ladder, self.schedule,
+                                 ladder_first=self.weights_decide)
         log.log(logging.INFO if choice.fits else logging.WARNING, "time budget: %s", choice.describe())
         log.info("time budget: measured %.3g U-Net and %.3g bridge windows per second on %s",
                  rates.unet, rates.bridge, self.device)

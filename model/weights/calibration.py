@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_KEY = "calibration"
 CALIBRATION_FORMAT = 1
-# What a rung may set: the algorithm's mode, K, chain and J, and the engine's overlap.
+# What a rung may set: the algorithm's mode, K, chain and J, and the engine's overlap (and "samples", 1 when absent).
 RUNG_FIELDS = ("mode", "bridge_timestep", "chain_levels", "refinements", "overlap")
 FORCE_FLAG = "--allow-untrained-levels"
 
@@ -56,11 +56,11 @@ class Rung:
 
 
 def rung(label: str, mode: str = "full", chain: tuple[int, ...] = (25, 10, 1), overlap: float = 0.25,
-         refinements: int = 1, bridge_timestep: int = 100) -> Rung:
+         refinements: int = 1, bridge_timestep: int = 100, samples: int = 1) -> Rung:
     """A configuration to calibrate or fall back to (no score yet); the chain only where the mode diffuses."""
     return Rung(label, {"mode": mode, "bridge_timestep": bridge_timestep,
                         "chain_levels": list(chain) if mode in ("full", "diffusion") else [],
-                        "refinements": refinements, "overlap": overlap})
+                        "refinements": refinements, "overlap": overlap, "samples": samples})
 
 
 # Weights without a (valid) calibration: the `cpu` preset's configuration, then the minimum work.
@@ -80,7 +80,9 @@ class Calibration:
 
     @property
     def best(self) -> Rung:
-        return self.rungs[0]
+        """The best single-sample configuration: what ``--preset auto`` runs (several samples cost several runs;
+        the time-budget planner may choose them when they fit)."""
+        return next((r for r in self.rungs if r.changes.get("samples", 1) == 1), self.rungs[0])
 
 
 def network_checksums(manifest: dict[str, Any]) -> dict[str, str]:
@@ -101,6 +103,7 @@ def parse_calibration(block: Any, checksums: dict[str, str], where: str) -> tupl
     for item in block.get("configurations") or []:
         try:
             changes = {key: item["settings"][key] for key in RUNG_FIELDS}
+            changes["samples"] = int(item["settings"].get("samples", 1))
             rungs.append(Rung(str(item["label"]), changes, float(item["score"])))
         except (KeyError, TypeError, ValueError) as error:
             raise WeightsError(f"{where}: malformed calibrated configuration {item!r} ({error})") from None
