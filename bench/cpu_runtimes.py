@@ -4,7 +4,8 @@ CPU default (eager PyTorch, one window per call, bfloat16 autocast where native,
 * **threads**: the same on 2 (or ``--threads``) threads;
 * **torch.compile** (inductor, frozen weights, as the engine's ``compile`` setting runs it): the compilation's
   seconds (first call) and the seconds per window after it;
-* **oneDNN**: ``torch.backends.mkldnn`` off (PyTorch's own convolution kernels) against on (the default);
+* **oneDNN** (``--onednn-off``): ``torch.backends.mkldnn`` off (PyTorch's own convolution kernels) against on
+  (the default); on a 64x64x32 window it was 80x slower for the U-Net, so it is measured only when asked;
 * **ONNX Runtime** (an existing CPU inference runtime, optional: ``pip install onnxruntime onnx``), the network
   exported from the same weights (float32: ONNX Runtime's CPU kernels have no bfloat16 convolutions), with its
   output's relative difference from PyTorch float32.
@@ -92,8 +93,9 @@ def measure(name: str, weights: Path, args: argparse.Namespace, folder: Path) ->
     fn = call(name, network)
     runners = {f"eager, {low}, 1 thread (the engine's default)": torch_runner(fn, low, 1),
                f"eager, {low}, {args.threads} threads": torch_runner(fn, low, args.threads),
-               f"eager, {low}, 1 thread, oneDNN off": torch_runner(fn, low, 1, mkldnn=False),
                "eager, float32, 1 thread": torch_runner(fn, "float32", 1)}
+    if args.onednn_off:
+        runners[f"eager, {low}, 1 thread, oneDNN off"] = torch_runner(fn, low, 1, mkldnn=False)
     compile_seconds = None
     if not args.no_compile:
         # the engine compiles the U-Net; the bridge's residual is compiled here to see what it would buy
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--networks", nargs="*", default=["diffusion", "bridge"], choices=["diffusion", "bridge"])
     p.add_argument("--window", type=int, nargs=3, default=list(WINDOW), metavar=("X", "Y", "Z"))
     p.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it takes minutes)")
+    p.add_argument("--onednn-off", action="store_true", help="also time oneDNN switched off (far slower: minutes)")
     args = p.parse_args(argv)
     print(f"torch {torch.__version__}; native bfloat16: {'yes' if cpu_has_native_bfloat16() else 'no'}; "
           f"window {tuple(args.window)}; medians of {args.repeats}\n")
