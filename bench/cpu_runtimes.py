@@ -27,6 +27,7 @@ import torch
 from bench.cpu_levers import WINDOW, call, window_input
 from model.cli.options import add_weights
 from model.execution.engine import CompiledNetwork
+from model.networks.bridge import BridgeResidual
 from model.execution.precision import cpu_has_native_bfloat16
 from model.weights.manifest import load_network
 
@@ -50,7 +51,7 @@ def onnx_runner(name: str, network: torch.nn.Module, x: torch.Tensor, threads: i
     except ImportError:
         return None
     path = folder / f"{name}.onnx"
-    module = Timestepped(network) if name == "diffusion" else Residual(network)
+    module = Timestepped(network) if name == "diffusion" else BridgeResidual(network)
     torch.onnx.export(module.eval(), (x,), str(path), dynamo=False, opset_version=17)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -75,17 +76,6 @@ class Timestepped(torch.nn.Module):
         return self.network(x, torch.full((x.shape[0],), 10.0))
 
 
-class Residual(torch.nn.Module):
-    """The bridge's residual phi(x) as a module."""
-
-    def __init__(self, network):
-        super().__init__()
-        self.network = network
-
-    def forward(self, x):
-        return self.network.residual(x)
-
-
 def measure(name: str, weights: Path, args: argparse.Namespace, folder: Path) -> list[dict]:
     network = load_network(weights, name)
     x = window_input(1, tuple(args.window))
@@ -99,7 +89,7 @@ def measure(name: str, weights: Path, args: argparse.Namespace, folder: Path) ->
     compile_seconds = None
     if not args.no_compile:
         # the engine compiles the U-Net; the bridge's residual is compiled here to see what it would buy
-        compiled_fn = call(name, CompiledNetwork(network)) if name == "diffusion" else CompiledNetwork(Residual(network))
+        compiled_fn = call(name, CompiledNetwork(network)) if name == "diffusion" else CompiledNetwork(BridgeResidual(network))
         run = torch_runner(compiled_fn, low, 1)
         compile_seconds, _ = run(x)  # the first call compiles
         runners[f"torch.compile, {low}, 1 thread"] = run

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.execution.engine import COMPILE_MIN_WINDOWS, CompiledNetwork
+from model.execution.engine import COMPILE_MIN_WINDOWS, CompiledBridge, CompiledNetwork
 from model.execution.plan import early_levels_above, overlap_at, plan_case, uses_early_grid
 from model.pipeline.enhancer import Enhancer
 from model.config.settings import PRESETS, SamplerSettings, preset
@@ -85,6 +85,10 @@ def test_compile_auto_only_for_long_cpu_runs(micro_weights):
     long = Enhancer(levers(compile="auto", bridge_timestep=400, refinements=3), micro_weights, torch.device("cpu"))
     plans = long.prepare(long.plan((24, 18, 10)))  # torch.compile is lazy: nothing is compiled until the first call
     assert 1200 * plans.for_level(400).num_windows >= COMPILE_MIN_WINDOWS and isinstance(long.engine.unet, CompiledNetwork)
+    assert not isinstance(long.engine.bridge, CompiledBridge)  # "auto" leaves the bridge (once per case) eager
+    always = Enhancer(levers(compile="on", mode="full"), micro_weights, torch.device("cpu"))
+    always.prepare(always.plan((24, 18, 10)))
+    assert isinstance(always.engine.unet, CompiledNetwork) and isinstance(always.engine.bridge, CompiledBridge)
     never = Enhancer(levers(compile="off", bridge_timestep=400, refinements=3), micro_weights, torch.device("cpu"))
     never.prepare(never.plan((24, 18, 10)))
     assert not isinstance(never.engine.unet, CompiledNetwork)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import DeviceError
+from ..networks.bridge import BridgeResidual
 from .onnx_backend import OnnxBridge, OnnxUNet, resolve_backend
 from .plan import CasePlan
 from .precision import inference, resolve_precision
@@ -89,6 +90,17 @@ class CompiledNetwork:
             return self.eager(*args)
 
 
+class CompiledBridge:
+    """The bridge with its residual phi(x) (what the engine evaluates) compiled; anything else from the eager one."""
+
+    def __init__(self, bridge: torch.nn.Module):
+        self.eager = bridge
+        self.residual = CompiledNetwork(BridgeResidual(bridge))
+
+    def __getattr__(self, name: str):
+        return getattr(self.eager, name)
+
+
 @dataclass
 class EvaluationCounts:
     """What a run cost: whole-volume evaluations and windows through each network (for logs and the bench)."""
@@ -148,11 +160,16 @@ class WindowEngine:
             return False
         return compile_ == "on" or (self.device.type == "cpu" and case.unet_windows >= COMPILE_MIN_WINDOWS)
 
-    def compile_unet(self) -> None:
-        """Wrap the U-Net in :class:`CompiledNetwork` (once; it compiles at its first evaluation)."""
+    def compile_networks(self, bridge_too: bool = False) -> None:
+        """Wrap the U-Net (and with ``bridge_too`` the bridge's residual) in :class:`CompiledNetwork` (once; each
+        compiles at its first evaluation). The bridge is compiled only when asked (``compile="on"``): it runs once
+        per case, and its compilation (about a minute on the CPU) is repaid only on large cases."""
         if self.unet is not None and not isinstance(self.unet, CompiledNetwork):
             log.info("compiling the U-Net with torch.compile (the first evaluation includes it)")
             self.unet = CompiledNetwork(self.unet)
+        if bridge_too and self.bridge is not None and not isinstance(self.bridge, CompiledBridge):
+            log.info("compiling the bridge with torch.compile (its evaluation includes it)")
+            self.bridge = CompiledBridge(self.bridge)
 
     def window_plans(self, case: CasePlan) -> VolumePlans:
         """The window grids of ``case`` (its main overlap and every overlap its levels use) on this device."""

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DeviceError
+from ..networks.bridge import BridgeResidual
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,6 @@ class _Exported:
         return torch.from_numpy(self.session.run(None, feed)[0])
 
 
-class _Residual(torch.nn.Module):
-    def __init__(self, bridge: torch.nn.Module):
-        super().__init__()
-        self.bridge = bridge
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bridge.residual(x)
-
-
 class OnnxUNet:
     """eps_theta(x, t) through ONNX Runtime."""
 
@@ -78,7 +70,7 @@ class OnnxBridge:
     """The bridge's residual phi(x) through ONNX Runtime."""
 
     def __init__(self, bridge: torch.nn.Module):
-        self.exported = _Exported(_Residual(bridge), "the bridge", ("x",))
+        self.exported = _Exported(BridgeResidual(bridge), "the bridge", ("x",))
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         return self.exported.run(x)

@@ -73,3 +73,14 @@ class Bridge(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 8: ``x + phi(x)``."""
         return x + self.residual(x)
+
+
+class BridgeResidual(nn.Module):
+    """A bridge's residual phi(x) as a module's forward: what ``torch.compile`` and an ONNX export take."""
+
+    def __init__(self, bridge: nn.Module):
+        super().__init__()
+        self.bridge = bridge
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bridge.residual(x)

@@ -114,7 +114,7 @@ class Enhancer:
         """The window grids of ``case``; compiles the U-Net first when the plan asks for it (``compile="auto"``:
         a case long enough to repay it)."""
         if self.engine.wants_compile(case):
-            self.engine.compile_unet()
+            self.engine.compile_networks(bridge_too=case.settings.engine.compile == "on")
         return self.engine.window_plans(case)
 
     def choose_to(self, deadline: float, x0_lf: torch.Tensor) -> tuple[BudgetChoice, ChainDeadline | None]:
