@@ -149,7 +149,9 @@ def enhance_cases(args: argparse.Namespace, settings: SamplerSettings, cases: li
                   shard: sharding.Shard | None = None, alone: bool | None = None) -> list[CaseResult]:
     """Enhance ``cases`` (at least one); a summary line per case. ``alone``: as :func:`enhance_all`."""
     alone = len(cases) == 1 if alone is None else alone
-    refused = plan_outputs(cases)
+    weights_decide = args.preset == AUTO and args.replay is None and not explicit_options(args)
+    # several samples write uncertainty maps: asked for, or chosen by a time budget from the calibrated ladder
+    refused = plan_outputs(cases, with_uncertainty=settings.algorithm.samples > 1 or (budget is not None and weights_decide))
     if alone and refused:
         raise next(iter(refused.values()))
     if len(refused) == len(cases):  # nothing left to compute: no networks to load
@@ -161,7 +163,6 @@ def enhance_cases(args: argparse.Namespace, settings: SamplerSettings, cases: li
     weights = weights_dir(args)
     log.info("%d case(s), layout %s, device %s, weights %s", len(cases), cases[0].layout, device, weights)
     log.info("settings: %s", json.dumps(settings.to_dict()))
-    weights_decide = args.preset == AUTO and args.replay is None and not explicit_options(args)
     enhancer = Enhancer(settings, weights, device, weights_decide=weights_decide)
     untrained = untrained_networks(weights, enhancer.network_names) if enhancer.network_names else []
     if untrained:

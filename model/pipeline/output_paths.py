@@ -56,7 +56,7 @@ def check_folder_writable(folder: Path) -> None:
 class OutputPlan:
     """The inputs of all cases, and the outputs claimed so far; checks one case at a time."""
 
-    def __init__(self, cases: Iterable[Case]):
+    def __init__(self, cases: Iterable[Case], with_uncertainty: bool = False):
         self.inputs: dict[Path, str] = {}
         self.identities: dict[tuple[int, int], str] = {}
         for case in cases:
@@ -66,12 +66,15 @@ class OutputPlan:
                 if (identity := _identity(path)) is not None:
                     self.identities[identity] = label
         self.claimed: dict[Path, str] = {}
+        self.with_uncertainty = with_uncertainty  # several samples: the uncertainty maps are outputs too
         self.probed: set[Path] = set()
 
     def check(self, case: Case) -> None:
         """Refuse ``case`` if an output would overwrite an input or another output, or cannot be written."""
         mine: dict[Path, str] = {}
-        targets = dict(case.outputs) | {f"{c} uncertainty": path for c, path in case.uncertainty.items()}
+        targets = dict(case.outputs)
+        if self.with_uncertainty:
+            targets |= {f"{c} uncertainty": path for c, path in case.uncertainty.items()}
         if (record := record_path(case)) is not None:
             targets["run record"] = record
         for contrast, path in targets.items():
@@ -103,9 +106,10 @@ class OutputPlan:
                 remove_stale_partials(path.parent)
 
 
-def plan_outputs(cases: list[Case]) -> dict[str, EnhancementError]:
-    """Check every case's outputs before computing; returns the refused cases and why."""
-    plan, refused = OutputPlan(cases), {}
+def plan_outputs(cases: list[Case], with_uncertainty: bool = False) -> dict[str, EnhancementError]:
+    """Check every case's outputs (with ``with_uncertainty``, several samples: its uncertainty maps too) before
+    computing; returns the refused cases and why."""
+    plan, refused = OutputPlan(cases, with_uncertainty), {}
     for case in cases:
         try:
             plan.check(case)
