@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.case import HELD_OUT_SEED, add_variation, simulated_case
+from bench.case import TEST_SEED, add_variation, simulated_case
 from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
 from model.execution.device import select_device
 from model.execution.engine import windows_per_call
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the table over held-out simulated subjects and write CSV and markdown."""
     parser = argparse.ArgumentParser(prog="python -m bench.ablation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--subjects", type=int, default=3, help="held-out simulated subjects (default 3)")
-    add_subject_seed(parser, HELD_OUT_SEED, f"first subject seed (default {HELD_OUT_SEED})")
+    add_subject_seed(parser, TEST_SEED, f"first subject seed (default {TEST_SEED}: the test subjects)")
     parser.add_argument("--shape-scale", type=float, default=1.0, help="simulator shape_scale (<1: smaller heads)")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="sampler settings (default paper)")
     add_weights(parser)

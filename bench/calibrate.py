@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.case import HELD_OUT_SEED, simulated_case
+from bench.case import VALIDATION_SEED, simulated_case
 from bench.cli import FULL_HEAD_SHAPE
 from bench.sweep import RunLog, enhance_and_score, run_key, scored, sweep, weights_checksums
 from model.weights.calibration import (CALIBRATION_FORMAT, CALIBRATION_KEY, RUNG_FIELDS, Rung, levels_outside_training,
@@ -74,7 +74,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__.split("\n\n")[0])
     add_weights(p)
     p.add_argument("--subjects", type=int, default=2, help="held-out subjects per set (default 2)")
-    p.add_argument("--subject-seed", type=int, default=HELD_OUT_SEED + 100, help="first subject's seed of each set")
+    p.add_argument("--subject-seed", type=int, default=VALIDATION_SEED, help="first subject's seed of each set (default: the validation subjects)")
     add_crop(p, help=f"centred crop of each normalised head (default {' '.join(map(str, DEFAULT_CROP))})")
     p.add_argument("--shape-scale", type=float, default=1.0, help="simulated heads at 1/scale mm (tests: smaller heads)")
     add_window(p, help="window size (default the engine's: 128 128 32; tests: smaller networks)")

@@ -29,6 +29,10 @@ from simulation.foreign import generate_foreign_subject
 from simulation.variation import VARIATIONS
 
 HELD_OUT_SEED = 90_000
+# The held-out subjects' roles (docs/training.md, "Which subjects play which role"): those that choose (the
+# calibration's ladder and the auto preset, a remap kept or not, a checkpoint shipped) are not those that report.
+VALIDATION_SEED = HELD_OUT_SEED + 100  # 90100..: choosing
+TEST_SEED = HELD_OUT_SEED + 200  # 90200..: reporting (ablation tables, the uncertainty study)
 FOREIGN = "foreign"  # the foreign simulator (simulation/foreign/): another signal model and anatomy, evaluation only
 HELD_OUT_VARIATIONS = (*VARIATIONS, FOREIGN)
 SOURCES = {"low": "64 mT input", "high": "3 T input"}  # which field of the subject is the network input

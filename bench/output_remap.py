@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bench.calibrate import DEFAULT_CROP, SETS, held_out_settings, write_manifest_block
-from bench.case import HELD_OUT_SEED, centred_crop, contrast_scores, raw_input_scores, simulated_case, simulated_subject
+from bench.case import VALIDATION_SEED, centred_crop, contrast_scores, raw_input_scores, simulated_case, simulated_subject
 from bench.cli import machine
 from model.cli.options import add_crop, add_weights, add_window
 from model.pipeline.enhancer import Enhancer
@@ -103,7 +103,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-seed", type=int, default=11, help="the training data set's seed (default 11, the campaign's)")
     p.add_argument("--fit-subjects", type=int, default=6, help="training subjects to fit on (default 6)")
     p.add_argument("--subjects", type=int, default=2, help="held-out subjects per set (default 2)")
-    p.add_argument("--subject-seed", type=int, default=HELD_OUT_SEED + 100, help="first held-out subject's seed")
+    p.add_argument("--subject-seed", type=int, default=VALIDATION_SEED, help="first held-out subject's seed (default: the validation subjects: the remap is kept or not on them)")
     add_crop(p)
     add_window(p)
     p.add_argument("--shape-scale", type=float, default=1.0, help="simulate at this scale (1: 1 mm heads)")

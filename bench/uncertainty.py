@@ -34,7 +34,7 @@ from scipy.stats import spearmanr
 
 from bench.calibrate import DEFAULT_CROP, SETS, held_out_settings
 from bench.cli import machine
-from bench.case import HELD_OUT_SEED, BenchCase, case_score, centred_crop, raw_input_scores, mean_scores, simulated_case, simulated_subject
+from bench.case import TEST_SEED, BenchCase, case_score, centred_crop, raw_input_scores, mean_scores, simulated_case, simulated_subject
 from evaluation.metrics import minmax
 from model.cli.options import add_crop, add_subject_seed, add_weights, add_window
 from model.config.settings import SamplerSettings
@@ -186,7 +186,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", default="auto", help="the settings sampled (default auto: the weights' calibrated best)")
     p.add_argument("--samples", type=int, default=max(SAMPLE_COUNTS), help="samples per subject (default 8)")
     p.add_argument("--subjects", type=int, default=2, help="held-out subjects per set (default 2)")
-    add_subject_seed(p, HELD_OUT_SEED + 100, "first subject's seed of each set (default: the calibration's)")
+    add_subject_seed(p, TEST_SEED, "first subject's seed of each set (default: the test subjects)")
     add_crop(p)
     add_window(p)
     p.add_argument("--shape-scale", type=float, default=1.0, help="simulate at this scale (1: 1 mm heads)")
