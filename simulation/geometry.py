@@ -72,3 +72,12 @@ def to_array(image: sitk.Image) -> np.ndarray:
     view = sitk.GetArrayFromImage(image)
     view = view.transpose(2, 1, 0, 3) if view.ndim == 4 else view.transpose(2, 1, 0)
     return np.ascontiguousarray(view)
+
+
+def checked_subject_arguments(seed, shape_scale) -> tuple[int, float]:
+    """A subject's seed (a non-negative integer) and grid scale (in [0.1, 1]) as a simulator takes them."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 0.1 <= shape_scale <= 1.0:
+        raise ValueError(f"shape_scale must be in [0.1, 1], got {shape_scale!r}")
+    return int(seed), float(shape_scale)

@@ -10,7 +10,7 @@ from simulation.acquisition import acquire_high_field, acquire_low_field
 from simulation.atrophy import apply_atrophy
 from simulation.anatomy import STACK_CHANNELS, head_tissues, load_template
 from simulation.deformation import random_deformation, warp_stack
-from simulation.geometry import Grid
+from simulation.geometry import Grid, checked_subject_arguments
 from simulation.lesions import lesion_map
 from simulation.parameters import (CONTRASTS, HIGH_FIELD_ACQUISITION, OUTPUT_GAIN_SD,
                                    OUTPUT_LEVEL, TISSUE_NAMES)
@@ -102,11 +102,7 @@ def generate_subject(seed: int, *, lesions: bool | None = None, shape_scale: flo
     parameters (slice thickness, smoothness, noise per acquired voxel) stay in mm. ``variation``: this
     subject's simulator parameters (:mod:`simulation.variation`; the nominal simulator by default).
     """
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not 0.1 <= shape_scale <= 1.0:
-        raise ValueError(f"shape_scale must be in [0.1, 1], got {shape_scale!r}")
-    seed = int(seed)
+    seed, shape_scale = checked_subject_arguments(seed, shape_scale)
     if lesions is None:
         lesions = bool(_stream(seed, "lesion_choice").random() < variation.lesions().probability)
     grid, fractions, brain = _tissue_fractions(seed, float(shape_scale), lesions, variation)

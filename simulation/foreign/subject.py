@@ -12,6 +12,7 @@ from simulation.foreign.scanner import (coil_field, cubic_resample, dielectric_f
                                         phase_encode_spectra, rician, rigid_motion, truncate_k_space, weighted_image)
 from simulation.foreign.sequences import tissue_profile
 from simulation.foreign.tissues import relaxation_table, subject_tissues
+from simulation.geometry import checked_subject_arguments
 from simulation.subject import LABEL_NAMES, SimulatedSubject
 
 if tuple(LABEL_NAMES[1:]) != TISSUES:
@@ -80,11 +81,7 @@ def generate_foreign_subject(seed: int, shape_scale: float = 1.0, *, lesions: bo
     None lets the seed decide (``LESIONS.probability``). The result is a :class:`SimulatedSubject` (its
     ``variation`` field keeps the training simulator's default and means nothing here).
     """
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not 0.1 <= shape_scale <= 1.0:
-        raise ValueError(f"shape_scale must be in [0.1, 1], got {shape_scale!r}")
-    seed = int(seed)
+    seed, shape_scale = checked_subject_arguments(seed, shape_scale)
     if lesions is None:
         lesions = bool(_stream(seed, "lesion_choice").random() < LESIONS.probability)
     rngs = {part: _stream(seed, part) for part in STREAMS}
