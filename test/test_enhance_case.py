@@ -22,7 +22,8 @@ geometries = st.fixed_dictionaries({
     "size": st.tuples(*[st.integers(3, 24)] * 3),
     "spacing": st.tuples(*[st.sampled_from([0.5, 0.8, 1.0, 1.0, 1.3, 2.5])] * 3),
     "origin": st.tuples(*[st.floats(-200, 200, allow_nan=False)] * 3),
-    "angles": st.tuples(*[st.floats(-np.pi, np.pi, allow_nan=False)] * 3),
+    # no subnormal angles: SimpleITK resamples a direction built from one (9.5e-296 rad) to an empty volume
+    "angles": st.tuples(*[st.floats(-np.pi, np.pi, allow_nan=False, allow_subnormal=False)] * 3),
     "dtype": st.sampled_from([np.uint8, np.int16, np.float32, np.float64]),
 })
 
