@@ -225,3 +225,25 @@ def test_a_planned_grid_is_the_one_evaluated(tiny_weights):
     assert window_count(shape, TEST_WINDOW, overlap) < window_count(shape, TEST_WINDOW, 0.7)
     assert enhancement.counts.bridge_windows == window_count(shape, TEST_WINDOW, overlap) == enhancement.plan.bridge_windows
     assert enhancer.engine.settings == request.engine  # the planned grid is passed, not swapped in
+
+
+def test_auto_lets_the_weights_decide_unless_a_calibrated_setting_is_given(tmp_path, tiny_weights, monkeypatch):
+    """The image sets ULF_PRECISION=auto: how the networks compute does not stop the calibrated ladder from deciding
+    under a budget; an option the ladder sets (the overlap, say) does."""
+    from model.cli import main as cli
+
+    decided = []
+    real = cli.Enhancer
+
+    def spy(*args, **kwargs):
+        decided.append(kwargs.get("weights_decide"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "Enhancer", spy)
+    monkeypatch.setenv("ULF_PRECISION", "auto")
+    write_case(grand_challenge_paths(tmp_path / "in"))
+    common = ["--input", str(tmp_path / "in"), "--weights", str(tiny_weights), "--window", *map(str, TEST_WINDOW),
+              "--time-budget", "600", "--quiet", "--allow-untrained-levels"]
+    assert main([*common, "--output", str(tmp_path / "a")]) == 0
+    assert main([*common, "--output", str(tmp_path / "b"), "--overlap", "0.5"]) == 0
+    assert decided == [True, False]

@@ -145,11 +145,17 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+WHAT_RUNGS_DECIDE = {"sampler", "mode", "bridge_timestep", "refinements", "level_stride", "level_spacing", "overlap",
+                     "remove_noise", "samples"}  # the settings a calibrated configuration sets or relies on
+
+
 def enhance_cases(args: argparse.Namespace, settings: SamplerSettings, cases: list[Case], budget: TimeBudget | None,
                   shard: sharding.Shard | None = None, alone: bool | None = None) -> list[CaseResult]:
     """Enhance ``cases`` (at least one); a summary line per case. ``alone``: as :func:`enhance_all`."""
     alone = len(cases) == 1 if alone is None else alone
-    weights_decide = args.preset == AUTO and args.replay is None and not explicit_options(args)
+    # --preset auto with nothing the calibration decides changed (precision, device, threads and the like may be):
+    # under a time budget the calibrated ladder decides alone
+    weights_decide = args.preset == AUTO and args.replay is None and not set(explicit_options(args)) & WHAT_RUNGS_DECIDE
     # several samples write uncertainty maps: asked for, or chosen by a time budget from the calibrated ladder
     refused = plan_outputs(cases, with_uncertainty=settings.algorithm.samples > 1 or (budget is not None and weights_decide))
     if alone and refused:
