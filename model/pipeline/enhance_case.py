@@ -119,11 +119,12 @@ def enhance_case(case: Case, enhancer: Enhancer, on_level: LevelCallback | None 
     if where is None:
         log.info("%s: run record (replay with --replay FILE holding this JSON): %s", case.case_id, json.dumps(record))
     volumes = {case.outputs[c]: image for c, image in outputs.items()}
-    spread = None if enhancement.spread is None else outputs_of(loaded, enhancement.spread, spread=True)
-    if spread is not None:  # several samples: the uncertainty maps where the layout has a place for them
+    spread = None  # several samples: the maps on the input grid, made only where they are written or pictured
+    if enhancement.spread is not None and (case.uncertainty or qc is not None):
+        spread = outputs_of(loaded, enhancement.spread, spread=True)
         volumes |= {path: spread[c] for c, path in case.uncertainty.items()}
-        if not case.uncertainty:
-            log.info("%s: no output socket for the uncertainty maps (ULF_UNCERTAINTY_SOCKET_<C>): not written", case.case_id)
+    if enhancement.spread is not None and not case.uncertainty:
+        log.info("%s: no output socket for the uncertainty maps (ULF_UNCERTAINTY_SOCKET_<C>): not written", case.case_id)
     write_volumes(volumes, {where: record_bytes(record)} if where is not None else None)
     write_seconds = time.perf_counter() - written
     if budget is not None:
