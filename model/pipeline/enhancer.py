@@ -61,22 +61,23 @@ class Enhancer:
         schedule = cosine_schedule() if mode is Mode.IDENTITY else load_schedule(weights_dir)
         self._assemble(settings, device, schedule, weights_dir,
                        unet=load_network(weights_dir, "diffusion", device) if mode.uses_diffusion else None,
-                       bridge=load_network(weights_dir, "bridge", device) if mode.uses_bridge else None)
-        # --preset auto with nothing changed: under a time budget the weights' calibrated ladder decides alone
-        self.weights_decide = weights_decide
+                       bridge=load_network(weights_dir, "bridge", device) if mode.uses_bridge else None,
+                       weights_decide=weights_decide)
 
     @classmethod
     def from_networks(cls, settings: SamplerSettings, device: torch.device, schedule: NoiseSchedule, *,
                       unet: torch.nn.Module | None = None, bridge: torch.nn.Module | None = None,
-                      weights_dir: Path | None = None) -> "Enhancer":
+                      weights_dir: Path | None = None, weights_decide: bool = False) -> "Enhancer":
         """An enhancer of networks already on ``device`` (``weights_dir``: where they came from, for the trained-
         level warning, the calibrated ladder of a time budget and run records; None: unknown)."""
         enhancer = cls.__new__(cls)
-        enhancer._assemble(settings, device, schedule, weights_dir, unet=unet, bridge=bridge)
+        enhancer._assemble(settings, device, schedule, weights_dir, unet=unet, bridge=bridge,
+                           weights_decide=weights_decide)
         return enhancer
 
     def _assemble(self, settings: SamplerSettings, device: torch.device, schedule: NoiseSchedule,
-                  weights_dir: Path | None, *, unet: torch.nn.Module | None, bridge: torch.nn.Module | None) -> None:
+                  weights_dir: Path | None, *, unet: torch.nn.Module | None, bridge: torch.nn.Module | None,
+                  weights_decide: bool) -> None:
         mode = settings.algorithm.mode
         if mode.uses_diffusion and unet is None or mode.uses_bridge and bridge is None:
             raise ValueError(f"mode '{mode.value}' needs the {'diffusion' if unet is None else 'bridge'} network")
@@ -85,7 +86,8 @@ class Enhancer:
         # the weights' output remap, applied to each sample of a full run (mode full, ``output_remap`` on)
         self.remap = load_output_remap(weights_dir) if mode is Mode.FULL and settings.algorithm.output_remap else None
         self._ladder: list[tuple[str, SamplerSettings]] | None = None  # the planner's fallbacks (choose_to)
-        self.weights_decide = False
+        # --preset auto with nothing the calibration sets changed: under a time budget the calibrated ladder decides
+        self.weights_decide = weights_decide
         warn_outside_training(settings, weights_dir)
         self.engine = WindowEngine(settings.engine, device, unet=unet if mode.uses_diffusion else None,
                                    bridge=bridge if mode.uses_bridge else None)
