@@ -23,7 +23,7 @@ from training import checkpoint, data, patches
 from training.config import RunConfig
 from training.monitor import Monitor
 from training.objectives import build_objective, train_step
-from training.runtime import Runtime, start, stop
+from training.runtime import Runtime, guard_small_convolutions, start, stop
 from training.validation import Validator
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,8 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
     subjects = _subjects(kind, config, run_dir, runtime)
 
     network = build_network(kind, config).to(runtime.device)
+    if runtime.bfloat16 and runtime.device.type == "cpu":
+        guard_small_convolutions(network)  # oneDNN's bf16 weight gradient of tiny inputs is wrong (training.runtime)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate(kind), betas=train_cfg.betas,
                                   weight_decay=train_cfg.weight_decay)
     ema = checkpoint.EMA(network, train_cfg.ema_decay)

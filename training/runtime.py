@@ -15,6 +15,7 @@ from typing import ContextManager
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from model.execution.precision import cpu_has_native_bfloat16
 
@@ -94,3 +95,33 @@ def stop(runtime: Runtime) -> None:
     """Leave the process group."""
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class Float32WhenSmallConv3d(nn.Conv3d):
+    """A Conv3d that computes in float32 under CPU autocast when its input is smaller than its kernel along two
+    axes or more (see :func:`guard_small_convolutions`); otherwise exactly ``nn.Conv3d``. Same parameters, same
+    state-dict keys."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        small = sum(size < k for size, k in zip(x.shape[2:], self.kernel_size)) >= 2
+        if not (small and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
+            return super().forward(x)
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float())
+
+
+def guard_small_convolutions(network: nn.Module) -> int:
+    """Make the 3D convolutions of ``network`` compute in float32 where oneDNN's bfloat16 weight gradient is wrong.
+
+    On the CPU, with torch 2.13.0, the bfloat16 weight gradient of a 3x3x3 convolution of a 2x2x1 or 2x2x2 input
+    (192 channels, batch 2: the Swin UNETR bridge's bottleneck on a 64x64x32 patch) comes back as garbage in 29 and
+    28 of 30 random trials (values up to 1e30; 4x4x1 and larger inputs: 0 of 30; AMD EPYC Zen 4, AVX512-BF16;
+    ``python -m training.step_speed`` does not see it, as it checks no values), which made every bfloat16 bridge
+    run NaN within its first steps. Such inputs are a few voxels, so computing them in float32 costs nothing
+    measurable. Returns how many convolutions were guarded."""
+    guarded = 0
+    for module in network.modules():
+        if type(module) is nn.Conv3d:
+            module.__class__ = Float32WhenSmallConv3d
+            guarded += 1
+    return guarded

@@ -20,7 +20,7 @@ import torch
 
 from model.execution.precision import cpu_has_native_bfloat16
 from model.networks import NETWORK_NAMES
-from training.config import load_config
+from training.cli import resolve_config
 from training.loop import build_network
 from training.objectives import build_objective
 
@@ -55,13 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, required=True, help="a run configuration (networks, patch size, batch)")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per network and precision (median)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a configuration key, as the training commands take it (repeatable)")
+    p.add_argument("--network", choices=NETWORK_NAMES, action="append", help="time only this network (repeatable)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = load_config(args.config)
+    config = resolve_config(args.config, args.overrides)
     precisions = ["float32"] + (["bfloat16"] if cpu_has_native_bfloat16() else [])
     print(f"{args.threads} thread(s), batch {config.train.batch_size} of {config.data.patch}, native bfloat16: "
           f"{'yes' if len(precisions) > 1 else 'no'}\n\n| network | precision | s / step | steps / hour |\n|---|---|---|---|")
-    for kind in NETWORK_NAMES:
+    for kind in args.network or NETWORK_NAMES:
         for precision in precisions:
             seconds = step_seconds(kind, config, precision, args.repeats)
             print(f"| {kind} | {precision} | {seconds:.2f} | {3600 / seconds:.0f} |", flush=True)
