@@ -39,6 +39,8 @@ SAMPLER_FLAGS = {  # flag -> (setting, help); each typed by its settings field (
                                  "float32, bfloat16, float16; blending always float32"),
     "--backend": ("backend", "torch (default) or onnxruntime: the networks through ONNX Runtime on the CPU, in float32 "
                              "(needs pip install onnxruntime; docs/speed.md)"),
+    "--head-crop": ("head_crop", "on: run the networks on the head's bounding box only, air outside it stays air "
+                                 "(docs/speed.md); off: the whole volume"),
     "--remove-noise": ("remove_noise", "RemoveNoise reading: x0 estimate (default) or the literal eq. 11 posterior mean"),
     "--seed": ("seed", "random seed (default 0)"),
     "--samples": ("samples", "N runs of the sampler with seeds seed..seed+N-1: the output is their mean, and beside it a "

@@ -28,6 +28,7 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 MAX_SAMPLES = 64  # --samples: each sample costs a whole run
 COMPILE_CHOICES = ("off", "auto", "on")
 BACKENDS = ("torch", "onnxruntime")
+HEAD_CROP = ("off", "on")  # run the networks on the head's box only (model/volumes/head_box.py)
 
 
 class RegisteredNames(Sequence):
@@ -46,6 +47,7 @@ class RegisteredNames(Sequence):
 CHOICES = {  # the settings whose values are words, and the words
     "sampler": RegisteredNames(SAMPLERS), "mode": tuple(m.value for m in Mode), "remove_noise": tuple(v.value for v in RemoveNoiseVariant),
     "level_spacing": LEVEL_SPACINGS, "precision": PRECISIONS, "compile": COMPILE_CHOICES, "backend": BACKENDS,
+    "head_crop": HEAD_CROP,
 }
 
 
@@ -128,6 +130,8 @@ class EngineSettings:
     compile: str = "auto"
     channels_last: bool = False  # windows in channels-last-3D layout (measured: see docs/speed.md)
     backend: str = "torch"  # "onnxruntime": the networks through ONNX Runtime on the CPU (float32; optional dependency)
+    # "on": the networks see the head's bounding box only, air around it is not windowed (docs/speed.md)
+    head_crop: str = "on"
 
     def __post_init__(self):
         _check([
@@ -140,6 +144,7 @@ class EngineSettings:
             (self.precision in PRECISIONS, f"--precision must be one of {PRECISIONS}, got {self.precision}"),
             (self.compile in COMPILE_CHOICES, f"compile must be one of {COMPILE_CHOICES}, got {self.compile}"),
             (self.backend in BACKENDS, f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
+            (self.head_crop in HEAD_CROP, f"--head-crop must be one of {', '.join(HEAD_CROP)}, got {self.head_crop!r}"),
         ])
         object.__setattr__(self, "window", tuple(int(w) for w in self.window))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from ..method.sampler import EstimateCallback, LevelCallback, Mode
 from ..method.sampler import SAMPLERS, Hooks, Networks, Steps
 from ..method.schedule import NoiseSchedule, cosine_schedule
 from ..networks import NETWORK_NAMES
+from ..volumes.head_box import AIR, Box, crop, head_box, paste
 from ..volumes.intensity import OUTPUT_CEILING
 from ..weights.calibration import ladder_for, levels_outside_training, load_calibration
 from ..weights.manifest import load_network, load_output_remap, load_schedule
@@ -42,6 +43,7 @@ class Enhancement:
     budget: BudgetChoice | None  # the time budget's choice (None: no deadline)
     counts: EvaluationCounts  # whole-volume evaluations and windows through each network
     spread: np.ndarray | None = None  # (3, X, Y, Z) per-voxel standard deviation of the samples; None for one sample
+    box: Box | None = None  # head_crop: the head's box the networks ran on (the plan's shape); None: the whole volume
 
     @property
     def settings(self) -> SamplerSettings:
@@ -144,7 +146,22 @@ class Enhancer:
         ...; the volume is their mean and ``spread`` their per-voxel standard deviation (docs/uncertainty.md).
         With ``deadline`` (``time.monotonic``), the configuration is chosen to finish by then (:meth:`choose_to`),
         and a sample that would not finish in time is not begun. ``on_estimate``: the sampler's hook for QC
-        reports (:data:`model.method.sampler.EstimateCallback`), for the first sample."""
+        reports (:data:`model.method.sampler.EstimateCallback`), for the first sample. With ``head_crop`` on, all of
+        this runs on the head's box (:mod:`model.volumes.head_box`) and the air around it is :data:`AIR` (spread 0)."""
+        crops = self.settings.engine.head_crop == "on" and self.settings.algorithm.mode is not Mode.IDENTITY
+        box = head_box(volume, self.settings.engine.window) if crops else None
+        if box is None:
+            return self._enhance(volume, on_level, deadline, on_estimate)
+        shape = volume.shape[1:]
+        log.info("head box %s of %s: the networks run on %s", [list(axis) for axis in box], shape,
+                 tuple(b - a for a, b in box))
+        inner = self._enhance(crop(volume, box), on_level, deadline, on_estimate)
+        return replace(inner, volume=paste(inner.volume, box, shape, AIR), box=box,
+                       spread=None if inner.spread is None else paste(inner.spread, box, shape, 0.0))
+
+    def _enhance(self, volume: np.ndarray, on_level: LevelCallback | None, deadline: float | None,
+                 on_estimate: EstimateCallback | None) -> Enhancement:
+        """:meth:`enhance` of the volume the networks see."""
         x0_lf = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(self.device)
         choice, chain_deadline = None, None
         if deadline is not None:

@@ -78,6 +78,8 @@ def build_record(case: Case, enhancement: "Enhancement", device: str, precision:
         "settings": settings.to_dict(),
         "levels": list(plan.levels),
         "windows": {"unet": plan.unet_windows, "bridge": plan.bridge_windows},
+        # head_crop: the (start, stop) per axis of the box the networks ran on, of the 1 mm processing grid
+        "head_box": None if enhancement.box is None else [list(axis) for axis in enhancement.box],
         "budget": None if choice is None else {"label": choice.label, "estimate_seconds": round(choice.estimate, 1),
                                                "allowance_seconds": round(choice.allowance, 1), "fits": choice.fits},
         "seed": settings.algorithm.seed,
