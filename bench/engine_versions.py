@@ -86,9 +86,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    data = args.data
-    if data is None:
-        data = args.out / "heads"
+    args.out = args.out.resolve()  # each process.py runs in its own checkout
+    data = args.data.resolve() if args.data is not None else args.out / "heads"
+    if args.data is None:
         write_heads(args.heads, data)
     versions = {"old": args.old.resolve(), "new": REPO}
     runs: dict[str, list[tuple[float, dict[str, float], dict[str, int]]]] = {name: [] for name in versions}

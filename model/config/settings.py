@@ -130,8 +130,9 @@ class EngineSettings:
     compile: str = "auto"
     channels_last: bool = False  # windows in channels-last-3D layout (measured: see docs/speed.md)
     backend: str = "torch"  # "onnxruntime": the networks through ONNX Runtime on the CPU (float32; optional dependency)
-    # "on": the networks see the head's bounding box only, air around it is not windowed (docs/speed.md)
-    head_crop: str = "on"
+    # "on": the networks see the head's bounding box only, air around it is not windowed; off by default, as the
+    # shipped networks' outputs depend on how much air a window holds (docs/speed.md, "Cropping to the head")
+    head_crop: str = "off"
 
     def __post_init__(self):
         _check([
