@@ -1,9 +1,9 @@
 """``python -m training.step_speed --config CONFIG``: seconds per training step of both networks, float32
 against bfloat16 autocast (where the processor computes it natively, or on CUDA).
 
-One step is what the training loop does per batch: the objective's forward, the backward pass and an Adam
-step, on random patches of the configuration's size and batch (a step costs the same whatever the patches
-hold). Each network and precision in turn, one warm-up step, median of ``--repeats``; one thread unless
+One step is what the training loop does per batch (:func:`training.objectives.train_step`): the objective's
+forward, the backward pass, gradient clipping and an AdamW step, and for the bridge its identity step too, on
+random patches of the configuration's size and batch (a step costs the same whatever the patches hold). Each network and precision in turn, one warm-up step, median of ``--repeats``; one thread unless
 ``--threads``.
 """
 
@@ -22,17 +22,24 @@ from model.execution.precision import cpu_has_native_bfloat16
 from model.networks import NETWORK_NAMES
 from training.cli import resolve_config
 from training.loop import build_network
-from training.objectives import build_objective
+from training.objectives import build_objective, train_step
+from training.runtime import guard_small_convolutions
 
 LEVELS = {"diffusion": (10, 20), "bridge": (100, 120)}  # timesteps of the two patches of a step
 
 
 def step_seconds(kind: str, config, precision: str, repeats: int) -> float:
-    """Median seconds of one training step of network ``kind`` in ``precision``."""
+    """Median seconds of one training step of network ``kind`` in ``precision``: the loop's own
+    :func:`training.objectives.train_step` (the bridge's identity step included, when its weight is not 0)."""
     network = build_network(kind, config)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bfloat16" else contextlib.nullcontext
-    objective = build_objective(kind, network, getattr(config, kind), autocast)
-    optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+    if precision == "bfloat16":
+        guard_small_convolutions(network)  # as the training loop does
+    section = getattr(config, kind)
+    objective = build_objective(kind, network, section, autocast)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
+    parameters = [p for p in network.parameters() if p.requires_grad]
+    identity_step = kind == "bridge" and section.identity_weight > 0
     generator = torch.Generator().manual_seed(0)
     shape = (config.train.batch_size, 3, *config.data.patch)
     batch = {"high": torch.rand(shape, generator=generator) * 2 - 1, "noise": torch.randn(shape, generator=generator),
@@ -42,9 +49,7 @@ def step_seconds(kind: str, config, precision: str, repeats: int) -> float:
     seconds = []
     for repeat in range(repeats + 1):
         started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        objective(**batch)["loss"].backward()
-        optimizer.step()
+        train_step(objective, batch, optimizer, parameters, config.train.grad_clip, identity_step)
         if repeat:  # the first is the warm-up
             seconds.append(time.perf_counter() - started)
     return statistics.median(seconds)
