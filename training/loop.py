@@ -36,10 +36,14 @@ RESUMABLE_CHANGES = {"train.steps", "train.log_every", "train.validate_every", "
 
 
 def build_network(kind: str, config: RunConfig) -> nn.Module:
-    """A freshly initialised network of ``kind`` (the same on every process for the same seed)."""
+    """A freshly initialised network of ``kind`` (the same on every process for the same seed), its tiny 3D
+    convolutions guarded against oneDNN's wrong bfloat16 weight gradient (:func:`training.runtime.
+    guard_small_convolutions`: acts only under CPU autocast, the same network otherwise)."""
     torch.manual_seed(config.seed)
     network_config = config.network_config(kind)
-    return MPUNet3D(network_config) if kind == "diffusion" else Bridge(network_config)
+    network = MPUNet3D(network_config) if kind == "diffusion" else Bridge(network_config)
+    guard_small_convolutions(network)
+    return network
 
 
 def initialise_from_weights(network: nn.Module, kind: str, directory: Path) -> None:
@@ -134,8 +138,6 @@ def _train(kind: str, config: RunConfig, run_dir: Path, resume: bool, runtime: R
     subjects = _subjects(kind, config, run_dir, runtime)
 
     network = build_network(kind, config).to(runtime.device)
-    if runtime.bfloat16 and runtime.device.type == "cpu":
-        guard_small_convolutions(network)  # oneDNN's bf16 weight gradient of tiny inputs is wrong (training.runtime)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate(kind), betas=train_cfg.betas,
                                   weight_decay=train_cfg.weight_decay)
     ema = checkpoint.EMA(network, train_cfg.ema_decay)

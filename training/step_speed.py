@@ -3,8 +3,8 @@ against bfloat16 autocast (where the processor computes it natively, or on CUDA)
 
 One step is what the training loop does per batch (:func:`training.objectives.train_step`): the objective's
 forward, the backward pass, gradient clipping and an AdamW step, and for the bridge its identity step too, on
-random patches of the configuration's size and batch (a step costs the same whatever the patches hold). Each network and precision in turn, one warm-up step, median of ``--repeats``; one thread unless
-``--threads``.
+random patches of the configuration's size and batch (a step costs the same whatever the patches hold). Each
+network and precision in turn, one warm-up step, median of ``--repeats``; one thread unless ``--threads``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from model.networks import NETWORK_NAMES
 from training.cli import resolve_config
 from training.loop import build_network
 from training.objectives import build_objective, train_step
-from training.runtime import guard_small_convolutions
 
 LEVELS = {"diffusion": (10, 20), "bridge": (100, 120)}  # timesteps of the two patches of a step
 
@@ -33,8 +32,6 @@ def step_seconds(kind: str, config, precision: str, repeats: int) -> float:
     :func:`training.objectives.train_step` (the bridge's identity step included, when its weight is not 0)."""
     network = build_network(kind, config)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bfloat16" else contextlib.nullcontext
-    if precision == "bfloat16":
-        guard_small_convolutions(network)  # as the training loop does
     section = getattr(config, kind)
     objective = build_objective(kind, network, section, autocast)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
